@@ -1,0 +1,424 @@
+"""Configuration: ``config.toml`` read with :mod:`tomllib`, validated into frozen dataclasses.
+
+Every key has a safe default (offline replay, SQLite under the state directory, metrics on
+127.0.0.1). Any key can be overridden from the environment as
+``HELIOWATCH_<SECTION>__<KEY>`` (double underscore between levels), which is how systemd
+credentials and tests set them. Errors name the key path, e.g.
+``metrics.port: must be 1..65535 (got 70000)``.
+
+Secrets (the JSOC e-mail, the SMTP password) may come from the environment or from a
+credentials file, and are wrapped in :class:`Secret` so they never reach a log line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from heliowatch.daemon.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "DaemonConfig",
+    "JsocConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "ReplayConfig",
+    "ScheduleConfig",
+    "Secret",
+    "StateConfig",
+    "default_config_text",
+    "load_config",
+]
+
+ENV_PREFIX = "HELIOWATCH_"
+
+
+class Secret(str):
+    """A string whose ``repr`` and ``str`` formatting in logs never show the value.
+
+    Use :meth:`reveal` where the value is really needed (the SMTP login, the JSOC
+    registration check).
+    """
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+    def reveal(self) -> str:
+        """Return the plain value."""
+        return str.__str__(self)
+
+    def __str__(self) -> str:
+        return "***" if str.__len__(self) else ""
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+Check = Callable[[Any], str | None]
+
+
+def _opt(default: Any, doc: str, check: Check | None = None, *, factory: bool = False) -> Any:
+    meta = {"doc": doc, "check": check}
+    if factory:
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _range(lo: float, hi: float) -> Check:
+    def check(v: Any) -> str | None:
+        return None if lo <= v <= hi else f"must be {lo:g}..{hi:g} (got {v!r})"
+
+    return check
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else f"must be > 0 (got {v!r})"
+
+
+def _choice(*options: str) -> Check:
+    def check(v: Any) -> str | None:
+        return None if v in options else f"must be one of {', '.join(map(repr, options))} (got {v!r})"
+
+    return check
+
+
+_SERIES_RE = re.compile(r"^[A-Za-z][\w]*\.[\w]+$")
+
+
+def _series_name(v: Any) -> str | None:
+    return None if _SERIES_RE.match(v) else f"not a DRMS series name like 'hmi.M_720s_nrt' (got {v!r})"
+
+
+def _email(v: Any) -> str | None:
+    s = v.reveal() if isinstance(v, Secret) else v
+    if not s or re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", s):
+        return None
+    return "must be an e-mail address registered with the JSOC (or empty for no exports)"
+
+
+def _wavelengths(v: Any) -> str | None:
+    valid = {94, 131, 171, 193, 211, 304, 335, 1600, 1700, 4500}
+    bad = [w for w in v if w not in valid]
+    if not v:
+        return "needs at least one AIA wavelength, e.g. [304]"
+    return f"unknown AIA wavelength(s) {bad}; valid: {sorted(valid)}" if bad else None
+
+
+def _host(v: Any) -> str | None:
+    return None if v and not any(c.isspace() for c in v) else f"must be a host name or address (got {v!r})"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """[daemon]: where the daemon keeps its state and writes its outputs."""
+
+    state_dir: Path = _opt(Path("./heliowatch-state"), "state database, ingested frames, caches")
+    output_dir: Path = _opt(Path(""), "product files; empty means <state_dir>/outputs")
+    heartbeat_s: float = _opt(10.0, "period of the health tick that gates the systemd watchdog", _range(1, 3600))
+
+    @property
+    def outputs(self) -> Path:
+        """The resolved output directory."""
+        return self.output_dir if str(self.output_dir) not in ("", ".") else self.state_dir / "outputs"
+
+
+@dataclass(frozen=True)
+class JsocConfig:
+    """[jsoc]: the data source, through drms."""
+
+    server: str = _opt("replay", "'jsoc' for the real JSOC, 'replay' for the bundled stand-in, or a stand-in URL")
+    email: Secret = _opt(Secret(""), "JSOC-registered e-mail for exports (secret; env or email_file)", _email)
+    email_file: Path = _opt(Path(""), "file holding the e-mail (systemd LoadCredential=); overrides email")
+    magnetogram_series: str = _opt("hmi.M_720s_nrt", "full-disk LOS magnetograms", _series_name)
+    magnetogram_segment: str = _opt("magnetogram", "segment of the magnetogram series")
+    sharp_series: str = _opt("hmi.sharp_cea_720s_nrt", "SHARP CEA patches", _series_name)
+    sharp_segments: list[str] = _opt(lambda: ["magnetogram", "bitmap", "Br"], "SHARP segments to download", factory=True)
+    aia_series: str = _opt("aia.lev1_nrt2", "AIA level-1 frames", _series_name)
+    aia_segment: str = _opt("image_lev1", "segment of the AIA series")
+    aia_wavelengths: list[int] = _opt(lambda: [304], "AIA channels to ingest (Angstrom)", _wavelengths, factory=True)
+    enabled_sources: list[str] = _opt(
+        lambda: ["magnetogram", "sharp", "aia"], "which of magnetogram, sharp, aia to poll", factory=True
+    )
+    lookback_hours: float = _opt(6.0, "how far back the first poll looks when no high-water mark exists", _positive)
+    max_records_per_poll: int = _opt(200, "cap on records fetched in one poll (the rest come next poll)", _positive)
+    timeout_s: float = _opt(60.0, "HTTP timeout of one JSOC request", _range(1, 600))
+    retries: int = _opt(4, "attempts per request beyond the first", _range(0, 20))
+    backoff_base_s: float = _opt(2.0, "first retry delay; doubles each attempt, with full jitter", _range(0, 600))
+    backoff_max_s: float = _opt(120.0, "upper bound of one retry delay", _range(0, 3600))
+    export_wait_s: float = _opt(600.0, "how long to wait for an asynchronous export before retrying later", _positive)
+    max_file_mb: float = _opt(200.0, "refuse downloaded files larger than this (untrusted sizes)", _positive)
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.enabled_sources if s not in ("magnetogram", "sharp", "aia")]
+        if bad:
+            msg = f"unknown source(s) {bad}; valid: magnetogram, sharp, aia"
+            raise ConfigError(msg, ("jsoc", "enabled_sources"))
+        if self.server not in ("jsoc", "replay") and not re.match(r"^https?://", self.server):
+            msg = f"must be 'jsoc', 'replay' or an http(s):// URL (got {self.server!r})"
+            raise ConfigError(msg, ("jsoc", "server"))
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """[schedule]: how often each source is polled (APScheduler interval jobs)."""
+
+    magnetogram_interval_s: float = _opt(720.0, "poll period of the magnetogram series (HMI cadence 720 s)", _range(1, 86400))
+    sharp_interval_s: float = _opt(720.0, "poll period of the SHARP series", _range(1, 86400))
+    aia_interval_s: float = _opt(60.0, "poll period of the AIA series", _range(1, 86400))
+    misfire_grace_fraction: float = _opt(0.5, "a late run still runs within this fraction of its period", _range(0.01, 1))
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """[replay]: the offline replay through the JSOC stand-in (``jsoc.server = 'replay'``)."""
+
+    archive: str = _opt("demo", "'demo' for the bundled archive, or a directory of FITS files")
+    speed: float = _opt(60.0, "replay clock speed, in archive seconds per wall second", _range(0.001, 1e7))
+    latency_s: float = _opt(0.0, "simulated JSOC latency: a record appears this long after T_REC", _range(0, 86400))
+    max_gap_s: float = _opt(3600.0, "longer gaps between archive records are compressed to this", _positive)
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """[state]: the state database (high-water marks, ingested frames, processed keys)."""
+
+    url: str = _opt("", "SQLAlchemy URL; empty means sqlite:///<state_dir>/state.sqlite")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]: the Prometheus endpoint."""
+
+    enabled: bool = _opt(True, "serve /metrics")
+    host: str = _opt("127.0.0.1", "bind address; keep it on loopback unless a firewall protects it", _host)
+    port: int = _opt(9464, "TCP port (0 picks a free one)", _range(0, 65535))
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """[logging]: structlog output."""
+
+    level: str = _opt("info", "minimum level", _choice("debug", "info", "warning", "error"))
+    format: str = _opt("json", "'json' lines (for journald) or 'console' for people", _choice("json", "console"))
+    journald_priority_prefix: bool = _opt(False, "prefix lines with <N> so journald sets PRIORITY")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; one attribute per TOML section."""
+
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    jsoc: JsocConfig = field(default_factory=JsocConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    @property
+    def state_url(self) -> str:
+        """The state database URL, defaulting to SQLite under the state directory."""
+        return self.state.url or f"sqlite:///{(self.daemon.state_dir / 'state.sqlite').resolve()}"
+
+    def replace(self, **sections: Mapping[str, Any]) -> Config:
+        """Return a copy with some keys of some sections replaced (used by the CLI options)."""
+        new = {}
+        for name, changes in sections.items():
+            new[name] = dataclasses.replace(getattr(self, name), **changes)
+        return dataclasses.replace(self, **new)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, path: tuple[str, ...]) -> Any:
+    """Check ``value`` against the annotated type ``tp`` and convert paths/secrets."""
+    origin = typing.get_origin(tp)
+    if tp is Path:
+        if not isinstance(value, str):
+            msg = f"must be a path string (got {type(value).__name__})"
+            raise ConfigError(msg, path)
+        return Path(value).expanduser()
+    if tp is Secret:
+        if not isinstance(value, str):
+            msg = f"must be a string (got {type(value).__name__})"
+            raise ConfigError(msg, path)
+        return Secret(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            msg = f"must be true or false (got {value!r})"
+            raise ConfigError(msg, path)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            msg = f"must be an integer (got {value!r})"
+            raise ConfigError(msg, path)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            msg = f"must be a number (got {value!r})"
+            raise ConfigError(msg, path)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            msg = f"must be a string (got {value!r})"
+            raise ConfigError(msg, path)
+        return value
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            msg = f"must be a list of {_type_name(inner)} (got {value!r})"
+            raise ConfigError(msg, path)
+        return [_coerce(v, inner, (*path[:-1], f"{path[-1]}[{i}]")) for i, v in enumerate(value)]
+    if origin in (types.UnionType, typing.Union):
+        msg = "internal: union types are not supported in config"
+        raise ConfigError(msg, path)
+    msg = f"internal: unsupported type {tp!r}"
+    raise ConfigError(msg, path)
+
+
+def _build(cls: type, data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
+            msg = f"unknown key{hint}"
+            raise ConfigError(msg, (*path, key))
+    kwargs: dict[str, Any] = {}
+    for name, f in known.items():
+        if name not in data:
+            continue
+        tp = hints[name]
+        sub = (*path, name)
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(data[name], Mapping):
+                msg = "must be a table"
+                raise ConfigError(msg, sub)
+            kwargs[name] = _build(tp, data[name], sub)  # type: ignore[arg-type]
+            continue
+        value = _coerce(data[name], tp, sub)
+        check = f.metadata.get("check")
+        if check is not None:
+            problem = check(value)
+            if problem:
+                raise ConfigError(problem, sub)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e), path) from e
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``HELIOWATCH_A__B=value`` into ``{"a": {"b": value}}``; values parse as TOML if they can."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                msg = f"environment variable {name} conflicts with another override"
+                raise ConfigError(msg, tuple(parts))
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def default_config_text() -> str:
+    """Return the documented default ``config.toml`` shipped with the package."""
+    return resources.files("heliowatch.daemon").joinpath("default_config.toml").read_text()
+
+
+def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Load, merge and validate the configuration.
+
+    Parameters
+    ----------
+    path : pathlib.Path or None
+        A TOML file. ``None`` uses the defaults alone (the embedded offline replay).
+    environ : mapping or None
+        Environment used for ``HELIOWATCH_*`` overrides; ``os.environ`` by default.
+
+    Returns
+    -------
+    Config
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        With the key path of the first problem found.
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as e:
+            msg = f"config file {path} does not exist"
+            raise ConfigError(msg) from e
+        except tomllib.TOMLDecodeError as e:
+            msg = f"{path} is not valid TOML: {e}"
+            raise ConfigError(msg) from e
+        except OSError as e:
+            msg = f"cannot read config file {path}: {e.strerror}"
+            raise ConfigError(msg) from e
+    _merge(data, _env_overrides(environ))
+    cfg: Config = _build(Config, data, ())
+    email_file = cfg.jsoc.email_file
+    if str(email_file) not in ("", "."):
+        cred = Path(environ.get("CREDENTIALS_DIRECTORY", "")) / email_file if not email_file.is_absolute() else email_file
+        try:
+            secret = Secret(cred.read_text().strip())
+        except OSError as e:
+            msg = f"cannot read {cred}: {e.strerror}"
+            raise ConfigError(msg, ("jsoc", "email_file")) from e
+        problem = _email(secret)
+        if problem:
+            raise ConfigError(problem, ("jsoc", "email_file"))
+        cfg = cfg.replace(jsoc={"email": secret})
+    return cfg
+
+
+def iter_documented_keys(cls: type = Config, prefix: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """List ``(key.path, doc)`` for every leaf key, so tests can check config.toml documents them all."""
+    out: list[tuple[str, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out += iter_documented_keys(tp, (*prefix, f.name))  # type: ignore[arg-type]
+        else:
+            out.append((".".join((*prefix, f.name)), f.metadata.get("doc", "")))
+    return out

@@ -1,0 +1,80 @@
+"""structlog set-up: JSON lines on stdout, third-party stdlib loggers through the same renderer.
+
+drms calls ``logging.basicConfig`` at import time (stack-notes A1.1), which would print a
+second, non-JSON copy of its lines; :func:`configure_logging` replaces the root handlers.
+Tracebacks are rendered without local variables so e-mail addresses and passwords held in
+locals cannot leak into the journal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+
+__all__ = ["configure_logging", "get_logger"]
+
+_JOURNALD_PRIORITY = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
+
+
+class _PriorityFormatter(structlog.stdlib.ProcessorFormatter):
+    """Prefix each rendered line with ``<N>`` so journald stores its syslog priority."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        return f"<{_JOURNALD_PRIORITY.get(record.levelname.lower(), 6)}>{line}"
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "json", *, journald_prefix: bool = False, stream: TextIO | None = None
+) -> None:
+    """Route structlog and stdlib logging to one renderer on ``stream`` (stdout by default).
+
+    Parameters
+    ----------
+    level : str
+        Minimum level name.
+    fmt : {"json", "console"}
+        JSON lines for machines, or a coloured console renderer for people.
+    journald_prefix : bool
+        Prefix lines with ``<N>`` (sd-daemon(3)) so ``journalctl -p`` works.
+    stream : file-like, optional
+        Where to write (tests pass a buffer).
+    """
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+        exc = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        final = [structlog.stdlib.ProcessorFormatter.remove_processors_meta, exc, renderer]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        final = [structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter_cls = _PriorityFormatter if journald_prefix else structlog.stdlib.ProcessorFormatter
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(formatter_cls(foreign_pre_chain=shared, processors=final))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Chatty third-party loggers: their INFO lines are per-file noise in a daemon.
+    for name, lvl in (("drms", "WARNING"), ("apscheduler", "WARNING"), ("urllib3", "WARNING")):
+        logging.getLogger(name).setLevel(lvl)
+
+
+def get_logger(name: str) -> Any:
+    """Return a structlog logger bound to ``name``."""
+    return structlog.get_logger(name)

@@ -1,0 +1,391 @@
+"""The daemon: sources, scheduler, state, metrics, replay and systemd glue in one process.
+
+APScheduler 3.x with in-memory jobs re-added at every start (stack-notes A2): the state
+database, not a persistent job store, is what makes a restart resume where it stopped.
+Each source is one interval job with ``coalesce=True``, ``max_instances=1`` and an
+explicit ``misfire_grace_time``; a health tick feeds the systemd watchdog only while the
+scheduler really runs. SIGTERM/SIGINT stop the scheduler after the running polls finish.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from heliowatch.daemon import sdnotify
+from heliowatch.daemon.config import Config
+from heliowatch.daemon.errors import ConfigError, SourceUnavailable, UsageError
+from heliowatch.daemon.logs import get_logger
+from heliowatch.daemon.metrics import Metrics
+from heliowatch.daemon.state import StateStore
+from heliowatch.pipelines.ingest import IngestedFrame, Ingestor, PollResult, Source
+from heliowatch.pipelines.jsoc import JsocClient, RetryPolicy
+
+__all__ = ["Daemon", "RunSummary", "demo_archive_path", "open_replay"]
+
+log = get_logger(__name__)
+
+REPLAY_EMAIL = "replay@heliowatch.invalid"
+
+
+def demo_archive_path() -> Path:
+    """The archive bundled with heliowatch (real SHARP patches + synthetic frames)."""
+    return Path(str(resources.files("heliowatch.pipelines").joinpath("data/demo_archive")))
+
+
+def open_replay(archive: str, *, latency_s: float, speed: float, max_gap_s: float, fault: str | None = None) -> Any:
+    """Start a JSOC stand-in with a replay clock over ``archive`` ("demo" or a directory).
+
+    Returns
+    -------
+    heliowatch.pipelines.standin.server.StandinServer
+        Already serving on 127.0.0.1 (its ``clock`` attribute is the replay clock).
+    """
+    from heliowatch.pipelines.standin.archive import Archive, ReplayClock  # noqa: PLC0415
+    from heliowatch.pipelines.standin.faults import FaultSpec  # noqa: PLC0415
+    from heliowatch.pipelines.standin.server import StandinServer  # noqa: PLC0415
+
+    root = demo_archive_path() if archive == "demo" else Path(archive)
+    if not root.is_dir():
+        msg = f"replay archive {root} is not a directory (use 'demo' for the bundled one)"
+        raise UsageError(msg)
+    try:
+        faults = FaultSpec.parse(fault)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    arch = Archive(root, latency_s=latency_s, aia_out_of_order_s=faults.aia_out_of_order, seed=faults.seed)
+    if not arch.records:
+        msg = f"replay archive {root} holds no FITS files named like JSOC exports (<series>.<keys>.<segment>.fits)"
+        raise UsageError(msg)
+    clock = ReplayClock(arch.visibility_times(), speed=speed, max_gap_s=max_gap_s)
+    return StandinServer(arch, faults=faults, clock=clock).start()
+
+
+@dataclass
+class RunSummary:
+    """What a run did, written to ``<outputs>/run-summary.json`` at exit."""
+
+    started_utc: str
+    finished_utc: str
+    polls: int
+    ingested: dict[str, int]
+    skipped_quality: dict[str, int]
+    rejected: dict[str, int]
+    frames_dir: str
+    state_url: str
+    metrics_file: str
+    ingest_log: str
+
+
+class Daemon:
+    """The heliowatch daemon.
+
+    Parameters
+    ----------
+    cfg : Config
+        Validated configuration.
+    once : bool
+        Process what is available and return instead of polling forever.
+    fault : str or None
+        Fault spec for the replay stand-in (tests and drills).
+    keep_running : bool
+        In a replay, keep polling after the archive is exhausted (like a live daemon).
+    """
+
+    def __init__(self, cfg: Config, *, once: bool = False, fault: str | None = None, keep_running: bool = False) -> None:
+        self.cfg = cfg
+        self.once = once
+        self.fault = fault
+        self.keep_running = keep_running
+        self.metrics = Metrics()
+        self.stop_event = threading.Event()
+        self.standin: Any = None
+        self.ingestors: list[Ingestor] = []
+        self.handlers: list[Callable[[list[IngestedFrame]], None]] = []
+        self._results: list[PollResult] = []
+        self._results_lock = threading.Lock()
+        self._last_tick = 0.0
+        self._drained: set[str] = set()
+        self.metrics_port: int | None = None
+        self.state: StateStore | None = None
+
+    # -- set-up -----------------------------------------------------------------------------
+    @property
+    def outputs(self) -> Path:
+        """Directory of product files."""
+        return self.cfg.daemon.outputs
+
+    def _sources(self) -> list[Source]:
+        j = self.cfg.jsoc
+        out = []
+        if "magnetogram" in j.enabled_sources:
+            out.append(Source("magnetogram", j.magnetogram_series, (j.magnetogram_segment,)))
+        if "sharp" in j.enabled_sources:
+            out.append(Source("sharp", j.sharp_series, tuple(j.sharp_segments)))
+        if "aia" in j.enabled_sources:
+            # NRT AIA arrives out of time order; re-query the last 30 min (deduplicated on record).
+            out += [Source("aia", j.aia_series, (j.aia_segment,), wavelength=w, reorder_window_s=1800) for w in j.aia_wavelengths]
+        return out
+
+    def _setup(self) -> None:
+        cfg = self.cfg
+        cfg.daemon.state_dir.mkdir(parents=True, exist_ok=True)
+        self.outputs.mkdir(parents=True, exist_ok=True)
+        self.state = StateStore(cfg.state_url)
+        server = cfg.jsoc.server
+        email = cfg.jsoc.email.reveal()
+        clock: Callable[[], float] = time.time
+        speed = 1.0
+        if server == "replay":
+            r = cfg.replay
+            self.standin = open_replay(r.archive, latency_s=r.latency_s, speed=r.speed, max_gap_s=r.max_gap_s, fault=self.fault)
+            if self.once:
+                self.standin.clock.jump_to_end()
+            server, clock, speed = self.standin.url, self.standin.clock.now, r.speed
+            email = email or REPLAY_EMAIL
+            log.info(
+                "replay_started",
+                archive=r.archive,
+                url=server,
+                speed=speed,
+                records=sum(map(len, self.standin.archive.records.values())),
+            )
+        self.speed = speed
+        j = cfg.jsoc
+        self.client = JsocClient(
+            server,
+            email=email,
+            timeout_s=j.timeout_s,
+            retry=RetryPolicy(retries=j.retries, base_s=j.backoff_base_s, max_s=j.backoff_max_s),
+            metrics=self.metrics,
+            max_file_bytes=int(j.max_file_mb * 1024 * 1024),
+            export_wait_s=j.export_wait_s,
+        )
+        sources = self._sources()
+        if self.standin is not None:
+            present = set(self.standin.archive.series_names())
+            for s in [s for s in sources if s.series not in present]:
+                log.warning("source_not_in_archive", series=s.series)
+            sources = [s for s in sources if s.series in present]
+        self._check_sources(sources)
+        self.metrics.init_series([s.name for s in sources])
+        self.metrics.info.info({"version": _version(), "server": "replay" if self.standin else cfg.jsoc.server})
+        frames_dir = cfg.daemon.state_dir / "frames"
+        for s in sources:
+            ing = Ingestor(
+                s,
+                self.client,
+                self.state,
+                frames_dir,
+                clock=clock,
+                metrics=self.metrics,
+                lookback_hours=j.lookback_hours,
+                max_records=j.max_records_per_poll,
+            )
+            if self.standin is not None and not self.state.high_water(s.name):
+                # A replay starts at the beginning of its archive, not "lookback_hours ago".
+                ing.lookback_s = max(ing.lookback_s, clock() - self.standin.clock.start + 3600)
+            ing.handlers.append(self._log_frames)
+            ing.handlers.extend(self.handlers)
+            self.ingestors.append(ing)
+        if cfg.metrics.enabled:
+            self.metrics_port = self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
+            log.info("metrics_serving", url=f"http://{cfg.metrics.host}:{self.metrics_port}/metrics")
+
+    def _check_sources(self, sources: list[Source]) -> None:
+        """series_struct check at start-up: a missing series or keyword is a config error."""
+        field_of = {"magnetogram": "magnetogram_series", "sharp": "sharp_series", "aia": "aia_series"}
+        for s in {s.series: s for s in sources}.values():
+            try:
+                self.client.check_series(s.series, keys=["T_REC", "QUALITY"], segments=s.segments)
+            except SourceUnavailable as e:
+                if "lacks" in str(e) or "does not exist" in str(e):
+                    raise ConfigError(str(e), ("jsoc", field_of[s.kind])) from e
+                # The JSOC is down: keep going; polls retry and the metrics show it.
+                log.warning("startup_check_deferred", series=s.series, error=str(e)[:300])
+
+    def _log_frames(self, frames: list[IngestedFrame]) -> None:
+        """Append one line per ingested record to ``<outputs>/ingest.jsonl``."""
+        path = self.outputs / "ingest.jsonl"
+        with open(path, "a") as f:
+            for fr in frames:
+                line = {
+                    "series": fr.source.series,
+                    "record": fr.record.name,
+                    "t_rec_utc": fr.record.t_rec_utc,
+                    "wavelength": fr.record.wavelength,
+                    "harpnum": fr.record.harpnum,
+                    "latency_s": fr.latency_s,
+                    "files": {k: str(v) for k, v in fr.paths.items()},
+                }
+                f.write(json.dumps(line) + "\n")
+
+    # -- jobs -------------------------------------------------------------------------------
+    def _poll_job(self, ing: Ingestor) -> PollResult | None:
+        name = ing.source.name
+        t0 = time.monotonic()
+        try:
+            res = ing.poll()
+        except SourceUnavailable as e:
+            self.metrics.job_runs.labels(name, "error").inc()
+            log.error("poll_failed", source=name, error=str(e)[:500])
+            return None
+        finally:
+            self.metrics.job_duration.labels(name).observe(time.monotonic() - t0)
+        self.metrics.job_runs.labels(name, "ok").inc()
+        with self._results_lock:
+            self._results.append(res)
+            if self.standin is not None and self.standin.clock.finished() and res.remaining == 0:
+                self._drained.add(name)
+        return res
+
+    def _tick(self) -> None:
+        self._last_tick = time.monotonic()
+        self.metrics.heartbeat.set(time.time())
+
+    def _on_event(self, event: JobEvent) -> None:
+        outcome = "missed" if event.code == EVENT_JOB_MISSED else "overlapping"
+        self.metrics.job_runs.labels(event.job_id, outcome).inc()
+        log.warning("job_not_run", job=event.job_id, outcome=outcome)
+
+    def healthy(self) -> bool:
+        """True while the health tick has run recently (the watchdog's condition)."""
+        return time.monotonic() - self._last_tick < 3 * self.cfg.daemon.heartbeat_s
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        """Run until stopped (or, with ``once``, until what is available is processed)."""
+        started = _now()
+        self._setup()
+        try:
+            if self.once:
+                self._run_once()
+            else:
+                self._run_forever()
+        finally:
+            summary = self._finish(started)
+        return summary
+
+    def _run_once(self) -> None:
+        for ing in self.ingestors:
+            while not self.stop_event.is_set():
+                res = self._poll_job(ing)
+                if res is None:
+                    msg = f"JSOC unavailable while polling {ing.source.name}; nothing more can be done in --once mode"
+                    raise SourceUnavailable(msg)
+                if res.remaining == 0:
+                    break
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def stop(signum: int, _: Any) -> None:
+            log.info("signal", signal=signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def _run_forever(self) -> None:
+        sched = BackgroundScheduler(timezone=dt.UTC)
+        sched.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        s = self.cfg.schedule
+        intervals = {"magnetogram": s.magnetogram_interval_s, "sharp": s.sharp_interval_s, "aia": s.aia_interval_s}
+        now = dt.datetime.now(dt.UTC)
+        for ing in self.ingestors:
+            interval = max(0.5, intervals[ing.source.kind] / self.speed)
+            sched.add_job(
+                self._poll_job,
+                "interval",
+                args=[ing],
+                seconds=interval,
+                id=ing.source.name,
+                name=ing.source.name,
+                misfire_grace_time=max(1, int(interval * s.misfire_grace_fraction)),
+                coalesce=True,
+                max_instances=1,
+                next_run_time=now,
+                replace_existing=True,
+            )
+        hb = self.cfg.daemon.heartbeat_s
+        sched.add_job(self._tick, "interval", seconds=hb, id="heartbeat", next_run_time=now, coalesce=True, max_instances=1)
+        self._install_signals()
+        sched.start()
+        self.metrics.up.set(1)
+        sdnotify.notify(f"READY=1\nSTATUS=polling {len(self.ingestors)} source(s)")
+        log.info("daemon_started", sources=[i.source.name for i in self.ingestors])
+        wd = sdnotify.watchdog_interval_s()
+        wait = min(hb, wd) if wd else hb
+        try:
+            while not self.stop_event.wait(timeout=min(wait, 1.0)):
+                if wd and self.healthy():
+                    sdnotify.notify("WATCHDOG=1")
+                if self._replay_done():
+                    log.info("replay_finished")
+                    break
+        finally:
+            self.metrics.up.set(0)
+            sdnotify.notify("STOPPING=1\nSTATUS=stopping")
+            sched.shutdown(wait=True)
+
+    def _replay_done(self) -> bool:
+        if self.standin is None or self.keep_running:
+            return False
+        with self._results_lock:
+            return all(i.source.name in self._drained for i in self.ingestors)
+
+    def _finish(self, started: str) -> RunSummary:
+        assert self.state is not None
+        ingested: dict[str, int] = {}
+        skipped: dict[str, int] = {}
+        rejected: dict[str, int] = {}
+        for r in self._results:
+            ingested[r.source] = ingested.get(r.source, 0) + r.ingested
+            skipped[r.source] = skipped.get(r.source, 0) + r.skipped_quality
+            rejected[r.source] = rejected.get(r.source, 0) + r.rejected
+        metrics_file = self.outputs / "metrics.prom"
+        metrics_file.write_bytes(self.metrics.exposition())
+        summary = RunSummary(
+            started_utc=started,
+            finished_utc=_now(),
+            polls=len(self._results),
+            ingested=ingested,
+            skipped_quality=skipped,
+            rejected=rejected,
+            frames_dir=str((self.cfg.daemon.state_dir / "frames").resolve()),
+            state_url=self.cfg.state_url,
+            metrics_file=str(metrics_file.resolve()),
+            ingest_log=str((self.outputs / "ingest.jsonl").resolve()),
+        )
+        (self.outputs / "run-summary.json").write_text(json.dumps(summary.__dict__, indent=2))
+        log.info("run_finished", **{k: v for k, v in summary.__dict__.items() if k != "state_url"})
+        self.metrics.shutdown()
+        if self.standin is not None:
+            self.standin.stop()
+        self.state.close()
+        return summary
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("heliowatch")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,277 @@
+"""The state database: high-water marks, ingested frames and processed keys.
+
+This is what makes a restart resume exactly where the daemon stopped: a frame row is
+written in the same transaction that advances its series' high-water mark, and only after
+the file has been verified and atomically renamed into place. A crash before the commit
+leaves no row, so the record is fetched again; a crash after it leaves a complete file.
+Natural keys carry unique constraints, so a replayed insert is a no-op, never a duplicate.
+
+SQLite by default (WAL mode), PostgreSQL by URL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+__all__ = ["FrameRecord", "StateStore", "utcnow_iso"]
+
+metadata = sa.MetaData()
+
+high_water = sa.Table(
+    "high_water",
+    metadata,
+    sa.Column("series", sa.String(128), primary_key=True),
+    sa.Column("t_rec_utc", sa.String(32), nullable=False),
+    sa.Column("fsn", sa.BigInteger, nullable=True),
+    sa.Column("updated_utc", sa.String(32), nullable=False),
+)
+
+frames = sa.Table(
+    "frames",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("series", sa.String(128), nullable=False),
+    sa.Column("record", sa.String(256), nullable=False),
+    sa.Column("segment", sa.String(64), nullable=False),
+    sa.Column("t_rec_utc", sa.String(32), nullable=False),
+    sa.Column("fsn", sa.BigInteger, nullable=True),
+    sa.Column("wavelength", sa.Integer, nullable=True),
+    sa.Column("harpnum", sa.Integer, nullable=True),
+    sa.Column("quality", sa.BigInteger, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("latency_s", sa.Float, nullable=True),
+    sa.Column("ingested_utc", sa.String(32), nullable=False),
+    sa.UniqueConstraint("series", "record", "segment", name="uq_frames_natural"),
+)
+
+processed = sa.Table(
+    "processed",
+    metadata,
+    sa.Column("product", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("processed_utc", sa.String(32), nullable=False),
+)
+
+rejects = sa.Table(
+    "rejects",
+    metadata,
+    sa.Column("series", sa.String(128), primary_key=True),
+    sa.Column("record", sa.String(256), primary_key=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("t_rec_utc", sa.String(32), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("final", sa.Boolean, nullable=False),
+    sa.Column("last_utc", sa.String(32), nullable=False),
+)
+
+
+def utcnow_iso() -> str:
+    """Current UTC time as ISO 8601 with a ``Z``, to the second."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """One verified segment file of one record, ready to be recorded."""
+
+    series: str
+    record: str
+    segment: str
+    t_rec_utc: str
+    quality: int
+    path: str
+    size: int
+    sha256: str
+    fsn: int | None = None
+    wavelength: int | None = None
+    harpnum: int | None = None
+    latency_s: float | None = None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets the status command read while the daemon writes; FULL sync makes a commit durable.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+class StateStore:
+    """Access to the state database.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL, e.g. ``sqlite:////var/lib/heliowatch/state.sqlite``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = sa.create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        """Dispose of the connection pool."""
+        self.engine.dispose()
+
+    # -- high-water marks -------------------------------------------------------------------
+    def high_water(self, series: str) -> tuple[str, int | None] | None:
+        """Return ``(t_rec_utc, fsn)`` of the newest ingested record of ``series``, or None."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(high_water.c.t_rec_utc, high_water.c.fsn).where(high_water.c.series == series)).first()
+        return None if row is None else (row[0], row[1])
+
+    def _advance(self, conn: sa.Connection, series: str, t_rec_utc: str, fsn: int | None) -> None:
+        row = conn.execute(sa.select(high_water.c.t_rec_utc, high_water.c.fsn).where(high_water.c.series == series)).first()
+        now = utcnow_iso()
+        if row is None:
+            conn.execute(high_water.insert().values(series=series, t_rec_utc=t_rec_utc, fsn=fsn, updated_utc=now))
+        elif (t_rec_utc, fsn or 0) > (row[0], row[1] or 0):
+            conn.execute(
+                high_water.update().where(high_water.c.series == series).values(t_rec_utc=t_rec_utc, fsn=fsn, updated_utc=now)
+            )
+
+    # -- frames -----------------------------------------------------------------------------
+    def has_frame(self, series: str, record: str, segment: str | None = None) -> bool:
+        """Whether a record (or one segment of it) has been ingested."""
+        q = sa.select(sa.func.count()).select_from(frames).where(frames.c.series == series, frames.c.record == record)
+        if segment is not None:
+            q = q.where(frames.c.segment == segment)
+        with self.engine.connect() as c:
+            return bool(c.execute(q).scalar_one())
+
+    def known_records(self, series: str, records: Iterable[str]) -> set[str]:
+        """The subset of ``records`` that already has at least one ingested segment."""
+        recs = list(records)
+        if not recs:
+            return set()
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(frames.c.record).where(frames.c.series == series, frames.c.record.in_(recs)).distinct()
+            ).all()
+        return {r[0] for r in rows}
+
+    def record_frames(self, items: list[FrameRecord], *, hw_key: str | None = None) -> int:
+        """Insert the segment files of one record and advance the high-water mark, atomically.
+
+        ``hw_key`` names the high-water mark to advance (default: the series); AIA keeps
+        one per channel, since channels arrive independently.
+        Returns the number of new rows (0 when every segment was already recorded).
+        """
+        if not items:
+            return 0
+        now = utcnow_iso()
+        added = 0
+        with self.engine.begin() as c:
+            for it in items:
+                exists = c.execute(
+                    sa.select(frames.c.id).where(
+                        frames.c.series == it.series, frames.c.record == it.record, frames.c.segment == it.segment
+                    )
+                ).first()
+                if exists is not None:
+                    continue
+                c.execute(frames.insert().values(**it.__dict__, ingested_utc=now))
+                added += 1
+            last = max(items, key=lambda i: (i.t_rec_utc, i.fsn or 0))
+            self._advance(c, hw_key or last.series, last.t_rec_utc, last.fsn)
+            c.execute(rejects.delete().where(rejects.c.series == last.series, rejects.c.record == last.record))
+        return added
+
+    def frames(self, series: str | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """Ingested frames, newest first."""
+        q = sa.select(frames).order_by(frames.c.t_rec_utc.desc(), frames.c.id.desc())
+        if series is not None:
+            q = q.where(frames.c.series == series)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
+
+    def frame_counts(self) -> dict[str, int]:
+        """Number of distinct ingested records per series."""
+        q = sa.select(frames.c.series, sa.func.count(sa.distinct(frames.c.record))).group_by(frames.c.series)
+        with self.engine.connect() as c:
+            return {r[0]: int(r[1]) for r in c.execute(q)}
+
+    # -- rejects ----------------------------------------------------------------------------
+    def note_reject(self, series: str, record: str, reason: str, *, t_rec_utc: str, final: bool, max_attempts: int) -> int:
+        """Count a failed attempt at a record; returns the attempt count.
+
+        A record is marked final (never retried) when ``final`` is true (e.g. bad QUALITY)
+        or after ``max_attempts`` failures.
+        """
+        now = utcnow_iso()
+        with self.engine.begin() as c:
+            row = c.execute(sa.select(rejects.c.attempts).where(rejects.c.series == series, rejects.c.record == record)).first()
+            attempts = 1 if row is None else row[0] + 1
+            is_final = final or attempts >= max_attempts
+            if row is None:
+                c.execute(
+                    rejects.insert().values(
+                        series=series,
+                        record=record,
+                        reason=reason,
+                        t_rec_utc=t_rec_utc,
+                        attempts=attempts,
+                        final=is_final,
+                        last_utc=now,
+                    )
+                )
+            else:
+                c.execute(
+                    rejects.update()
+                    .where(rejects.c.series == series, rejects.c.record == record)
+                    .values(reason=reason, attempts=attempts, final=is_final, last_utc=now)
+                )
+        return attempts
+
+    def oldest_retry(self, series: str) -> str | None:
+        """T_REC (UTC) of the oldest record of ``series`` still to be retried, if any.
+
+        The next poll must reach back to it even if the high-water mark has moved on.
+        """
+        with self.engine.connect() as c:
+            return c.execute(
+                sa.select(sa.func.min(rejects.c.t_rec_utc)).where(rejects.c.series == series, rejects.c.final.is_(False))
+            ).scalar_one()
+
+    def final_rejects(self, series: str) -> set[str]:
+        """Records of ``series`` that will not be retried."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(rejects.c.record).where(rejects.c.series == series, rejects.c.final.is_(True))).all()
+        return {r[0] for r in rows}
+
+    def reject_summary(self) -> list[dict[str, Any]]:
+        """All rejected records with their reasons and attempt counts."""
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(sa.select(rejects).order_by(rejects.c.last_utc.desc()))]
+
+    # -- processed keys ---------------------------------------------------------------------
+    def mark_processed(self, product: str, key: str) -> bool:
+        """Record that ``product`` was made for ``key``; False if it already was."""
+        with self.engine.begin() as c:
+            exists = c.execute(sa.select(processed.c.key).where(processed.c.product == product, processed.c.key == key)).first()
+            if exists is not None:
+                return False
+            c.execute(processed.insert().values(product=product, key=key, processed_utc=utcnow_iso()))
+        return True
+
+    def is_processed(self, product: str, key: str) -> bool:
+        """Whether ``product`` was already made for ``key``."""
+        with self.engine.connect() as c:
+            return (
+                c.execute(sa.select(processed.c.key).where(processed.c.product == product, processed.c.key == key)).first()
+                is not None
+            )

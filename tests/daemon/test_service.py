@@ -1,0 +1,270 @@
+"""The daemon as a whole: replay runs, scheduler, restart safety, signals, sd_notify, logs, metrics."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from heliowatch.daemon import sdnotify
+from heliowatch.daemon.config import load_config
+from heliowatch.daemon.logs import configure_logging
+from heliowatch.daemon.service import Daemon
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cfg_for(tmp_path: Path, **env: str):
+    base = {"HELIOWATCH_DAEMON__STATE_DIR": str(tmp_path / "state"), "HELIOWATCH_METRICS__PORT": "0"}
+    return load_config(None, environ={**base, **env})
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "heliowatch.daemon.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def test_once_replay_of_tiny_archive(tiny_archive: Path, tmp_path: Path) -> None:
+    cfg = cfg_for(tmp_path, HELIOWATCH_REPLAY__ARCHIVE=str(tiny_archive), HELIOWATCH_JSOC__ENABLED_SOURCES='["magnetogram"]')
+    summary = Daemon(cfg, once=True).run()
+    assert summary.ingested == {"hmi.M_720s_nrt": 7}
+    assert summary.skipped_quality == {"hmi.M_720s_nrt": 1}
+    prom = Path(summary.metrics_file).read_text()
+    assert 'heliowatch_ingested_records_total{series="hmi.M_720s_nrt"} 7.0' in prom
+    assert 'heliowatch_rejected_records_total{reason="quality",series="hmi.M_720s_nrt"} 1.0' in prom
+    lines = [json.loads(x) for x in Path(summary.ingest_log).read_text().splitlines()]
+    assert len(lines) == 7
+    assert all(Path(p).exists() for x in lines for p in x["files"].values())
+
+
+def test_scheduled_replay_runs_at_speed_and_stops_when_drained(tiny_archive: Path, tmp_path: Path) -> None:
+    cfg = cfg_for(
+        tmp_path,
+        HELIOWATCH_REPLAY__ARCHIVE=str(tiny_archive),
+        HELIOWATCH_REPLAY__SPEED="1200",  # 12 archive minutes in 0.6 s
+        HELIOWATCH_JSOC__ENABLED_SOURCES='["magnetogram"]',
+        HELIOWATCH_DAEMON__HEARTBEAT_S="1",
+    )
+    d = Daemon(cfg)
+    t0 = time.monotonic()
+    summary = d.run()
+    assert time.monotonic() - t0 < 60
+    assert summary.ingested == {"hmi.M_720s_nrt": 7}
+    # More than one poll: records appeared over replay time, not all at once.
+    assert summary.polls >= 3
+    assert d.metrics.registry.get_sample_value("heliowatch_job_runs_total", {"job": "hmi.M_720s_nrt", "outcome": "ok"}) >= 3
+
+
+def test_kill_mid_download_then_restart_loses_and_duplicates_nothing(tiny_archive: Path, tmp_path: Path) -> None:
+    # A slow stand-in (0.4 s per request) in its own process, the daemon in another.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    standin = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "heliowatch.daemon.cli",
+            "jsoc-standin",
+            "--archive",
+            str(tiny_archive),
+            "--port",
+            str(port),
+            "--fault",
+            "latency=0.4",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        standin.stderr.readline()
+        env = {
+            "HELIOWATCH_JSOC__SERVER": f"http://127.0.0.1:{port}/",
+            "HELIOWATCH_JSOC__EMAIL": "ops@example.org",
+            "HELIOWATCH_JSOC__ENABLED_SOURCES": '["magnetogram"]',
+            "HELIOWATCH_JSOC__LOOKBACK_HOURS": "1e6",
+            "HELIOWATCH_DAEMON__STATE_DIR": str(tmp_path / "state"),
+            "HELIOWATCH_METRICS__ENABLED": "false",
+        }
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "heliowatch.daemon.cli", "run"],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        db = tmp_path / "state" / "state.sqlite"
+        deadline = time.time() + 120
+        n = 0
+        while time.time() < deadline:
+            if db.exists():
+                try:
+                    with sqlite3.connect(db) as c:
+                        n = c.execute("select count(*) from frames").fetchone()[0]
+                except sqlite3.OperationalError:
+                    n = 0
+                if n >= 2:
+                    break
+            time.sleep(0.05)
+        daemon.send_signal(signal.SIGKILL)  # no chance to clean up: mid-download
+        daemon.wait(timeout=30)
+        assert 2 <= n < 7, n
+        done = run_cli("run", "--once", env=env)
+        assert done.returncode == 0, done.stderr
+        with sqlite3.connect(db) as c:
+            rows = c.execute("select record, segment, sha256 from frames").fetchall()
+        assert len(rows) == len(set(rows)) == 7
+        frames = list((tmp_path / "state" / "frames").rglob("*.fits"))
+        assert len(frames) == 7
+        # Every recorded file is complete and matches its recorded digest.
+        import hashlib
+
+        for _, _, digest in rows:
+            assert any(hashlib.sha256(f.read_bytes()).hexdigest() == digest for f in frames)
+    finally:
+        standin.terminate()
+        standin.wait(timeout=10)
+        standin.stderr.close()
+
+
+def test_sigterm_stops_gracefully_and_notifies_systemd(sharp_archive: Path, tmp_path: Path) -> None:
+    sock_path = tmp_path / "notify.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(str(sock_path))
+    srv.settimeout(60)
+    env = {
+        "NOTIFY_SOCKET": str(sock_path),
+        "WATCHDOG_USEC": "2000000",
+        "HELIOWATCH_DAEMON__STATE_DIR": str(tmp_path / "state"),
+        "HELIOWATCH_DAEMON__HEARTBEAT_S": "1",
+        "HELIOWATCH_METRICS__PORT": "0",
+        "HELIOWATCH_REPLAY__ARCHIVE": str(sharp_archive),
+    }
+    p = subprocess.Popen(
+        [sys.executable, "-m", "heliowatch.daemon.cli", "run", "--keep-running"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        msgs = []
+        while not any("WATCHDOG=1" in m for m in msgs):
+            msgs.append(srv.recv(4096).decode())
+        assert msgs[0].startswith("READY=1")
+        assert "STATUS=" in msgs[0]
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        while not any(m.startswith("STOPPING=1") for m in msgs):
+            msgs.append(srv.recv(4096).decode())
+        events = [json.loads(x)["event"] for x in out.splitlines() if x.startswith("{")]
+        assert "signal" in events
+        assert events[-1] == "run_finished"
+    finally:
+        srv.close()
+        if p.poll() is None:
+            p.kill()
+
+
+def test_sdnotify_abstract_socket_and_absent() -> None:
+    name = f"heliowatch-test-{os.getpid()}"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind("\0" + name)
+    srv.settimeout(5)
+    try:
+        assert sdnotify.notify("READY=1", environ={"NOTIFY_SOCKET": "@" + name})
+        assert srv.recv(100) == b"READY=1"
+    finally:
+        srv.close()
+    assert sdnotify.notify("READY=1", environ={}) is False
+    assert sdnotify.notify("READY=1", environ={"NOTIFY_SOCKET": "/nonexistent/sock"}) is False
+    assert sdnotify.watchdog_interval_s(environ={"WATCHDOG_USEC": "30000000"}) == 15.0
+    assert sdnotify.watchdog_interval_s(environ={"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
+
+
+def test_metrics_endpoint_is_on_loopback_and_serves(tiny_archive: Path, tmp_path: Path) -> None:
+    from heliowatch.daemon.metrics import Metrics
+
+    m = Metrics()
+    port = m.serve("127.0.0.1", 0)
+    try:
+        m.ingested.labels("hmi.M_720s_nrt").inc(3)
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert 'heliowatch_ingested_records_total{series="hmi.M_720s_nrt"} 3.0' in body
+        assert m._server.server_address[0] == "127.0.0.1"
+    finally:
+        m.shutdown()
+
+
+def test_logs_are_json_with_third_party_loggers_and_no_locals() -> None:
+    buf = io.StringIO()
+    configure_logging("info", "json", stream=buf)
+    import drms  # noqa: F401  (its import-time basicConfig must not add a second handler)
+
+    logging.getLogger("sunpy").warning("from sunpy")
+    from heliowatch.daemon.logs import get_logger
+
+    secret = "hunter2-password"  # noqa: F841  (a local that must not reach the log)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        get_logger("t").exception("failed", series="hmi.M_720s_nrt")
+    lines = [json.loads(x) for x in buf.getvalue().splitlines()]
+    assert lines[0]["event"] == "from sunpy"
+    assert lines[0]["logger"] == "sunpy"
+    assert lines[1]["series"] == "hmi.M_720s_nrt"
+    assert lines[1]["level"] == "error"
+    assert "hunter2" not in buf.getvalue()
+    assert "boom" in buf.getvalue()
+    assert len(logging.getLogger().handlers) == 1
+
+
+def test_journald_priority_prefix() -> None:
+    buf = io.StringIO()
+    configure_logging("info", "json", journald_prefix=True, stream=buf)
+    logging.getLogger("x").warning("w")
+    assert buf.getvalue().startswith("<4>{")
+
+
+@pytest.mark.slow
+def test_readme_main_command_runs_the_demo(tmp_path: Path) -> None:
+    p = run_cli("run", "--replay", "demo", "--once", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "record(s) ingested" in p.stderr
+    summary = json.loads((tmp_path / "heliowatch-state" / "outputs" / "run-summary.json").read_text())
+    assert summary["ingested"]["hmi.sharp_cea_720s_nrt"] == 3
+    status = run_cli("status", cwd=tmp_path)
+    assert status.returncode == 0
+    assert json.loads(status.stdout)["records_per_series"]["hmi.sharp_cea_720s_nrt"] == 3
+
+
+def test_status_without_state_is_a_clear_error(tmp_path: Path) -> None:
+    p = run_cli("status", cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.startswith("heliowatch: error: no state database")
+
+
+def test_replay_of_missing_archive_is_a_clear_error(tmp_path: Path) -> None:
+    p = run_cli("run", "--replay", str(tmp_path / "nope"), "--once", cwd=tmp_path)
+    assert p.returncode == 2
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert "is not a directory" in p.stderr
