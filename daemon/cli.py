@@ -183,7 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
     st.set_defaults(func=_cmd_status)
 
-    for reg in _REGISTRARS:
+    # Under `python -m heliowatch.daemon.cli` this module is __main__; plugins register on
+    # the importable module, so read the registry from there.
+    from heliowatch.daemon import cli as canonical  # noqa: PLC0415
+
+    for reg in canonical._REGISTRARS:
         reg(sub)
     return p
 

@@ -1,0 +1,83 @@
+"""Rebuild the synthetic part of the bundled replay archive (deterministic).
+
+The real SHARP patches in ``pipelines/data/demo_archive/sharp`` are of NOAA 11158 at
+2011-02-15 02:00 TAI. The synthetic frames placed around them are of the same morning:
+
+- ``magnetogram/``: four ``hmi.M_720s_nrt`` full disks, 01:24-02:00 UTC, 1024x1024 (HMI's
+  plate scale binned 4x), stored north-down (CROTA2 = 180) like HMI. Their regions are the
+  ones NOAA's SRS listed for that day (SRS of 2011-02-15, locations valid 14/2400Z) with the
+  SRS Mt. Wilson classes, rotated differentially to each frame's time; NOAA 11158 sits at
+  the real SHARP's flux-weighted centre (S20.2 W12.8) as beta-gamma-delta (its class that
+  day, DATA.md). The 01:36 frame carries QUALITY 0x400 (as real NRT frames sometimes do),
+  so a replay shows a skipped record.
+- ``aia/``: a 30-frame ``aia.lev1_nrt2`` 304 A sequence from 01:50 UTC at 24 s cadence,
+  166x166 cutouts at 1.8"/px, with a coronal jet.
+
+Usage: ``python bench/make_demo_archive.py [--out pipelines/data/demo_archive]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+#: NOAA SRS 2011-02-15 (issued 0030Z, locations at 14/2400Z): number, lat, lon (W > 0), class, area (uHem).
+SRS_20110215 = [
+    (11157, 19.0, 43.0, "beta", 40),
+    (11158, -20.2, 12.8, "beta-gamma-delta", 450),  # at the SHARP's LON_FWT/LAT_FWT, 02:00 TAI
+    (11159, 19.0, 14.0, "beta", 10),
+    (11161, 11.0, -52.0, "beta", 30),
+]
+
+
+def _rotation_deg_per_day(lat: float) -> float:
+    """Snodgrass & Ulrich (1990) synodic-ish rate, deg/day, for moving regions between frames."""
+    s2 = math.sin(math.radians(lat)) ** 2
+    return 14.71 - 2.39 * s2 - 1.78 * s2 * s2 - 0.986  # sidereal minus Earth's orbital rate
+
+
+def main() -> None:
+    from heliowatch.models.synthetic.aia import synth_aia_sequence
+    from heliowatch.models.synthetic.fitsout import write_fits
+    from heliowatch.models.synthetic.magnetogram import RegionSpec, synth_magnetogram
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "pipelines" / "data" / "demo_archive")
+    a = ap.parse_args()
+    ref = dt.datetime(2011, 2, 15, 2, 0, tzinfo=dt.UTC)
+    mag_dir = a.out / "magnetogram"
+    truth_all = []
+    for k, minute in enumerate((24, 36, 48, 60)):
+        t = ref.replace(hour=1, minute=0) + dt.timedelta(minutes=minute)
+        days = (t - ref).total_seconds() / 86400
+        regions = [
+            RegionSpec(cls, lat, lon + _rotation_deg_per_day(lat) * days, size=max(0.35, min(1.2, math.sqrt(area / 300))))
+            for _, lat, lon, cls, area in SRS_20110215
+        ]
+        data, header, truth = synth_magnetogram(
+            t, regions, size=1024, seed=2011, noise_seed=k, quality=0x400 if minute == 36 else 0
+        )
+        for r, (noaa, *_rest) in zip(truth["regions"], SRS_20110215, strict=True):
+            r["noaa_ar"] = noaa
+        stem = f"hmi.M_720s_nrt.{header['T_REC'].replace('.', '').replace(':', '')}.3"
+        write_fits(mag_dir / f"{stem}.magnetogram.fits", data, header)
+        truth_all.append({"file": f"{stem}.magnetogram.fits", **truth})
+    (mag_dir / "truth.json").write_text(json.dumps({"synthetic": True, "frames": truth_all}, indent=2))
+    cube, headers, truth = synth_aia_sequence(dt.datetime(2011, 2, 15, 1, 50, tzinfo=dt.UTC), jet=True, seed=2011)
+    aia_dir = a.out / "aia"
+    for f, h in zip(cube, headers, strict=True):
+        stamp = h["T_REC"].replace("-", "").replace(":", "")
+        write_fits(aia_dir / f"aia.lev1_nrt2.{stamp}.{h['FSN']}.image_lev1.fits", f, h)
+    (aia_dir / "truth.json").write_text(json.dumps({"synthetic": True, **truth}, indent=2, default=float))
+    print(f"wrote {len(truth_all)} magnetograms to {mag_dir} and {len(cube)} AIA frames to {aia_dir}")
+
+
+if __name__ == "__main__":
+    main()

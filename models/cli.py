@@ -1,0 +1,15 @@
+"""Sub-commands of the models subpackage, registered on the ``heliowatch`` command line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from heliowatch.daemon.cli import register
+from heliowatch.models.synthetic.cli import add_synth_parser
+
+__all__: list[str] = []
+
+
+@register
+def _synth(sub: Any) -> None:
+    add_synth_parser(sub)
