@@ -209,8 +209,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     _load_plugins()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "run":
+        # Tools print their results on stdout; their log lines go to stderr, warnings and up.
+        from heliowatch.daemon.logs import configure_logging  # noqa: PLC0415
+
+        configure_logging("warning", "console", stream=sys.stderr)
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error worth a traceback.
+        import os  # noqa: PLC0415
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ConfigError as e:
         print(f"heliowatch: config error: {e}", file=sys.stderr)
         return 2

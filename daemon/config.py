@@ -33,6 +33,7 @@ __all__ = [
     "JsocConfig",
     "LoggingConfig",
     "MetricsConfig",
+    "ModelsConfig",
     "ReplayConfig",
     "ScheduleConfig",
     "Secret",
@@ -215,6 +216,22 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class ModelsConfig:
+    """[models]: the inference runtime."""
+
+    backend: str = _opt(
+        "auto",
+        "auto, or the backend to try first",
+        _choice("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "onnxruntime", "torch-cuda", "torch-cpu", "torch"),
+    )
+    export_dir: Path = _opt(Path(""), "ONNX exports; empty means <state_dir>/models")
+    trt_cache_dir: Path = _opt(Path(""), "TensorRT engines and timing caches; empty means <state_dir>/models/trt")
+    fp16: bool = _opt(True, "let TensorRT build FP16 engines (through ModelOpt) where possible")
+    torch_compile: bool = _opt(False, "torch.compile the torch backends")
+    max_batch: int = _opt(0, "batch limit per inference call; 0 means the model's profile maximum", _range(0, 4096))
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; one attribute per TOML section."""
 
@@ -225,6 +242,19 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+
+    @property
+    def export_dir(self) -> Path:
+        """Where ONNX exports live."""
+        d = self.models.export_dir
+        return d if str(d) not in ("", ".") else self.daemon.state_dir / "models"
+
+    @property
+    def trt_cache_dir(self) -> Path:
+        """Where TensorRT engines live."""
+        d = self.models.trt_cache_dir
+        return d if str(d) not in ("", ".") else self.export_dir / "trt"
 
     @property
     def state_url(self) -> str:

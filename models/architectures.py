@@ -1,0 +1,137 @@
+"""The seed architectures, as plain torch modules.
+
+- :class:`FlareCNN1` and :class:`FlareCNN2`: the flaring/non-flaring classifiers of
+  Bhattacharjee, Alshehhi, Dhuri & Hanasoge (2020, ApJ 898:98; "Dhuri et al." in DESIGN.md)
+  on HMI LOS patches: CNN-1 a plain stack of convolutions, CNN-2 with inception modules.
+  Both end in global average pooling, so any patch size works: patches are padded or tiled at
+  a fixed plate scale, never resized (the paper traced artefacts to resizing).
+- :class:`EmergenceFCN`: the five-layer fully convolutional VGG-like network of Dhuri,
+  Hanasoge, Birch & Schunker (2020, ApJ 903:27) on 85x85 Postel patches at 1.4 Mm/px; the
+  output is a per-pixel emergence probability map.
+- :class:`JetConvLSTM`: Charlet et al.'s coronal-jet detector on AIA 304 sequences: five
+  conv-conv-maxpool blocks per frame, an LSTM over the frames, dropout and one sigmoid.
+
+Layer widths the papers leave open are our choices, recorded in each model card.
+All modules return probabilities in [0, 1].
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+
+__all__ = ["EmergenceFCN", "FlareCNN1", "FlareCNN2", "Inception", "JetConvLSTM"]
+
+
+def _conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class FlareCNN1(nn.Module):
+    """CNN-1: four conv + max-pool stages, global average pooling, dropout, one sigmoid.
+
+    Input ``(B, 1, H, W)``: LOS (or Br) field in kG (Gauss / 1000), H and W multiples of 16.
+    """
+
+    def __init__(self, width: int = 16, dropout: float = 0.3) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            _conv(1, w, 5),
+            nn.MaxPool2d(2),
+            _conv(w, 2 * w),
+            nn.MaxPool2d(2),
+            _conv(2 * w, 4 * w),
+            nn.MaxPool2d(2),
+            _conv(4 * w, 4 * w),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * w, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Probability of a flare, shape ``(B, 1)``."""
+        f = self.features(x).mean(dim=(2, 3), keepdim=True)
+        return torch.sigmoid(self.head(f))
+
+
+class Inception(nn.Module):
+    """A GoogLeNet-style inception block: 1x1, 3x3, 5x5 and pool branches, concatenated."""
+
+    def __init__(self, cin: int, c1: int, c3: int, c5: int, cp: int) -> None:
+        super().__init__()
+        self.b1 = _conv(cin, c1, 1)
+        self.b3 = nn.Sequential(_conv(cin, c3 // 2, 1), _conv(c3 // 2, c3, 3))
+        self.b5 = nn.Sequential(_conv(cin, c5 // 2, 1), _conv(c5 // 2, c5, 5))
+        self.bp = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), _conv(cin, cp, 1))
+        self.out_channels = c1 + c3 + c5 + cp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenate the four branches."""
+        return torch.cat([self.b1(x), self.b3(x), self.b5(x), self.bp(x)], dim=1)
+
+
+class FlareCNN2(nn.Module):
+    """CNN-2: a conv stem, two inception modules with pooling, global pooling, one sigmoid."""
+
+    def __init__(self, width: int = 16, dropout: float = 0.3) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(_conv(1, w, 5), nn.MaxPool2d(2), _conv(w, 2 * w), nn.MaxPool2d(2))
+        self.inc1 = Inception(2 * w, w, 2 * w, w // 2, w // 2)
+        self.inc2 = Inception(self.inc1.out_channels, 2 * w, 3 * w, w, w)
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(self.inc2.out_channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Probability of a flare, shape ``(B, 1)``."""
+        x = self.stem(x)
+        x = self.pool(self.inc1(x))
+        x = self.pool(self.inc2(x))
+        return torch.sigmoid(self.head(x.mean(dim=(2, 3), keepdim=True)))
+
+
+class EmergenceFCN(nn.Module):
+    """Five 3x3 conv layers (VGG-like, no pooling) and a 1x1 head: a probability map.
+
+    Input ``(B, T, 85, 85)``: T tracked frames of the LOS field in kG as channels.
+    Output ``(B, 1, 85, 85)``.
+    """
+
+    def __init__(self, frames: int = 4, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(_conv(frames, w), _conv(w, 2 * w), _conv(2 * w, 2 * w), _conv(2 * w, 2 * w), _conv(2 * w, w))
+        self.head = nn.Conv2d(w, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-pixel emergence probability."""
+        return torch.sigmoid(self.head(self.body(x)))
+
+
+class JetConvLSTM(nn.Module):
+    """Per-frame CNN (five conv-conv-maxpool blocks), LSTM over time, dropout, sigmoid.
+
+    Input ``(B, T, 1, 166, 166)``: AIA 304 in DN/s scaled by 1/1000, T frames (30 at 24 s).
+    Output ``(B, 1)``: probability that the sequence contains a jet.
+    """
+
+    def __init__(self, width: int = 8, hidden: int = 64, dropout: float = 0.5) -> None:
+        super().__init__()
+        chans = [1, width, 2 * width, 4 * width, 4 * width, 8 * width]
+        blocks: list[nn.Module] = []
+        for cin, cout in itertools.pairwise(chans):
+            blocks += [_conv(cin, cout), _conv(cout, cout), nn.MaxPool2d(2)]
+        self.cnn = nn.Sequential(*blocks)
+        self.proj = nn.Linear(chans[-1], hidden)
+        self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Probability of a jet in the sequence."""
+        b, t = x.shape[0], x.shape[1]
+        f = self.cnn(x.reshape(b * t, x.shape[2], x.shape[3], x.shape[4]))
+        f = torch.relu(self.proj(f.mean(dim=(2, 3)))).reshape(b, t, -1)
+        out, _ = self.lstm(f)
+        return torch.sigmoid(self.head(out[:, -1]))

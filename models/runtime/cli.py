@@ -1,0 +1,156 @@
+"""``heliowatch models {list,export,check,bench}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from heliowatch.daemon.errors import ModelError, UsageError
+
+__all__ = ["add_models_parser"]
+
+
+def _names(a: argparse.Namespace) -> list[str]:
+    from heliowatch.models import registry  # noqa: PLC0415
+
+    if not a.model:
+        return list(registry.MODELS)
+    for n in a.model:
+        registry.get(n)
+    return list(a.model)
+
+
+def _export_dir(a: argparse.Namespace) -> Path:
+    from heliowatch.daemon.config import load_config  # noqa: PLC0415
+
+    if getattr(a, "export_dir", None):
+        return Path(a.export_dir)
+    return load_config(Path(a.config) if a.config else None).export_dir
+
+
+def _backends(a: argparse.Namespace) -> list[str]:
+    from heliowatch.models.runtime.runtime import ALIASES, BACKENDS, available_backends  # noqa: PLC0415
+
+    have = available_backends()
+    if not a.backend:
+        return have
+    wanted = [ALIASES.get(b, b) for b in a.backend]
+    bad = [b for b in wanted if b not in BACKENDS]
+    if bad:
+        msg = f"unknown backend(s) {bad}; choose from {', '.join(BACKENDS)}"
+        raise UsageError(msg)
+    missing = [b for b in wanted if b not in have]
+    if missing:
+        msg = f"backend(s) {missing} are not available here (available: {', '.join(have)})"
+        raise UsageError(msg)
+    return wanted
+
+
+def _cmd_list(a: argparse.Namespace) -> int:
+    from heliowatch.models import registry  # noqa: PLC0415
+    from heliowatch.models.runtime.export import load_export  # noqa: PLC0415
+
+    export_dir = _export_dir(a)
+    cards = []
+    for n in _names(a):
+        card = registry.load_card(n)
+        try:
+            card["onnx_export"] = {"path": str(load_export(n, export_dir).path), "verified": True}
+        except ModelError as e:
+            card["onnx_export"] = {"verified": False, "reason": str(e)}
+        cards.append(card)
+    if a.json:
+        print(json.dumps(cards, indent=2))
+        return 0
+    for c in cards:
+        t = c.get("training", {})
+        kind = t.get("kind", "?") + (" (synthetic)" if t.get("synthetic") else "")
+        print(f"{c['name']} {c['version']}: {c['description']}")
+        print(f"  architecture: {c['architecture']['class']} ({c['architecture']['parameters']:,} parameters) - {c['reference']}")
+        print(f"  input: {c['input']['shape']} {c['input']['units']}; {c['input']['plate_scale']}")
+        print(f"  training: {kind}; data: {t.get('data')}; cutoff: {t.get('cutoff_date')}")
+        print(f"  skill: {c.get('skill')}; operational: {c.get('operational')}")
+        for lim in c.get("known_limits", []):
+            print(f"  limit: {lim}")
+        ox = c["onnx_export"]
+        print(f"  onnx: {ox.get('path') if ox['verified'] else 'not exported/verified (' + ox['reason'] + ')'}")
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from heliowatch.models.runtime.export import export_model  # noqa: PLC0415
+
+    export_dir = _export_dir(a)
+    for n in _names(a):
+        rec = export_model(n, export_dir)
+        dims = rec.card["onnx"]["inputs"][0][1]
+        opset = rec.card["onnx"]["opset"]
+        print(f"{n}: {rec.path} (opset {opset}, input {dims}, sha256 {rec.sha256[:16]}...) checked by onnx.checker")
+    return 0
+
+
+def _cmd_check(a: argparse.Namespace) -> int:
+    from heliowatch.models.runtime.check import check_model  # noqa: PLC0415
+
+    export_dir = _export_dir(a)
+    backends = _backends(a)
+    failed = 0
+    head = f"{'model':<16}{'backend':<18}{'inputs':<26}{'max abs err':>13}{'max rel err':>13}{'tolerance':>11}  result"
+    print(f"parity against float64 torch; backends: {', '.join(backends)}")
+    print(head)
+    print("-" * len(head))
+    for n in _names(a):
+        for r in check_model(n, export_dir, backends):
+            failed += not r.ok
+            verdict = "ok" if r.ok else "FAIL"
+            errs = f"{r.max_abs:>13.2e}{r.max_rel:>13.2e}{r.tolerance:>11.0e}"
+            print(f"{r.model:<16}{r.backend:<18}{r.inputs[:24]:<26}{errs}  {verdict}")
+    if failed:
+        print(f"heliowatch: {failed} backend/model pair(s) outside tolerance", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_bench(a: argparse.Namespace) -> int:
+    from heliowatch.models.runtime.bench import bench_model, format_table  # noqa: PLC0415
+
+    export_dir = _export_dir(a)
+    backends = _backends(a)
+    rows = []
+    for n in _names(a):
+        batches = a.batch or ([1, 2, 4] if n.startswith("jet") else [1, 8, 32])
+        rows += bench_model(n, export_dir, backends, batches, min_time_s=a.min_time)
+    print(format_table(rows))
+    return 0
+
+
+def add_models_parser(sub: Any) -> None:
+    """Register ``heliowatch models``."""
+    p = sub.add_parser("models", help="model registry, ONNX/TensorRT export, backend parity, speed")
+    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
+    s = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--model", action="append", help="only this model (repeatable)")
+        q.add_argument("--export-dir", help="where ONNX exports live (default: from the config)")
+
+    ls = s.add_parser("list", help="registered models and their cards")
+    common(ls)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_cmd_list)
+    ex = s.add_parser("export", help="export every model to ONNX (dynamic batch/time), check, record the hash")
+    common(ex)
+    ex.set_defaults(func=_cmd_export)
+    ck = s.add_parser("check", help="backend parity against float64 torch on random and real inputs")
+    common(ck)
+    ck.add_argument("--backend", action="append", help="only this backend (repeatable); default: all available")
+    ck.set_defaults(func=_cmd_check)
+    be = s.add_parser("bench", help="latency and throughput per model, backend and batch size")
+    common(be)
+    be.add_argument("--backend", action="append")
+    be.add_argument("--batch", type=int, action="append", help="batch size (repeatable)")
+    be.add_argument("--min-time", type=float, default=1.0, help="seconds of timing per point")
+    be.set_defaults(func=_cmd_bench)

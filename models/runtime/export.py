@@ -1,0 +1,143 @@
+"""ONNX export of registered models (the one module that imports :mod:`onnx`).
+
+Models are exported with torch's dynamo exporter with the dynamic axes of their spec (batch,
+and time for sequence models), checked with ``onnx.checker`` (full check, shape inference),
+and recorded in an *export card* beside the file: the model card plus the ONNX file's
+SHA-256, opset, input/output names and the versions that made it. Anything that later loads
+the ONNX (ONNX Runtime, TensorRT) verifies that hash first, so a corrupt or swapped file is
+caught before it answers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from heliowatch.daemon.errors import ModelError
+from heliowatch.models import registry
+
+__all__ = ["ExportRecord", "export_model", "load_export", "onnx_path"]
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """Where an exported model is and what it must hash to."""
+
+    name: str
+    version: str
+    path: Path
+    sha256: str
+    input_name: str
+    output_name: str
+    card: dict[str, Any]
+
+
+def onnx_path(export_dir: Path, name: str) -> Path:
+    """``<export_dir>/<name>-<version>.onnx``."""
+    return export_dir / f"{name}-{registry.get(name).version}.onnx"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_model(name: str, export_dir: Path, *, weights_root: Path | None = None) -> ExportRecord:
+    """Export ``name`` to ONNX with dynamic axes, check it, and write its export card.
+
+    Raises
+    ------
+    ModelError
+        If export or the ONNX checker fails (the message names the model).
+    """
+    import onnx  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+    from torch.export import Dim  # noqa: PLC0415
+
+    spec = registry.get(name)
+    module = registry.load_torch(name, root=weights_root)
+    # Dynamo specialises dimensions of size 0 and 1, so export with 2 on every dynamic axis.
+    shape = [2 if axis in spec.dynamic else n for axis, n in enumerate(spec.example_shape)]
+    example = torch.randn(shape)
+    dims = {axis: Dim(n, min=lo, max=hi) for axis, (n, lo, _, hi) in spec.dynamic.items()}
+    export_dir.mkdir(parents=True, exist_ok=True)
+    path = onnx_path(export_dir, name)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter chatter (deprecations inside torch/onnxscript)
+            prog = torch.onnx.export(
+                module,
+                (example,),
+                dynamic_shapes={"x": dims},
+                input_names=[spec.input_name],
+                output_names=["probability"],
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+            if prog is None:
+                msg = "the exporter returned no program"
+                raise RuntimeError(msg)
+            prog.save(str(tmp))
+        model = onnx.load(str(tmp))
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:
+        tmp.unlink(missing_ok=True)
+        msg = f"model {name}: ONNX export failed: {type(e).__name__}: {str(e)[:300]}"
+        raise ModelError(msg) from e
+    tmp.replace(path)
+    inputs = [(i.name, [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]) for i in model.graph.input]
+    outputs = [(o.name, [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]) for o in model.graph.output]
+    card = registry.load_card(name, root=weights_root)
+    card["onnx"] = {
+        "file": path.name,
+        "sha256": _sha256(path),
+        "opset": max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")),
+        "inputs": inputs,
+        "outputs": outputs,
+        "exported_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+    }
+    path.with_suffix(".card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return ExportRecord(name, spec.version, path, card["onnx"]["sha256"], inputs[0][0], outputs[0][0], card)
+
+
+def load_export(name: str, export_dir: Path, *, verify: bool = True) -> ExportRecord:
+    """The export record of ``name``, with the ONNX file's hash verified against it.
+
+    Raises
+    ------
+    ModelError
+        If the model was never exported, or the file does not hash to the recorded value
+        (corrupted or replaced); run ``heliowatch models export`` to rebuild it.
+    """
+    path = onnx_path(export_dir, name)
+    rec_path = path.with_suffix(".card.json")
+    if not path.exists() or not rec_path.exists():
+        msg = f"model {name}: not exported to {export_dir} (run `heliowatch models export`)"
+        raise ModelError(msg)
+    card = json.loads(rec_path.read_text())
+    info = card["onnx"]
+    if verify:
+        digest = _sha256(path)
+        if digest != info["sha256"]:
+            msg = (
+                f"model {name}: {path.name} does not match its export card "
+                f"(sha256 {digest[:12]}... != {info['sha256'][:12]}...); re-export with `heliowatch models export`"
+            )
+            raise ModelError(msg)
+    weights_sha = registry.load_card(name)["weights"]["sha256"]
+    if card["weights"]["sha256"] != weights_sha:
+        msg = f"model {name}: {path.name} was exported from other weights; re-export with `heliowatch models export`"
+        raise ModelError(msg)
+    return ExportRecord(name, card["version"], path, info["sha256"], info["inputs"][0][0], info["outputs"][0][0], card)

@@ -1,0 +1,204 @@
+"""Backend selection, fallback and batching: what the pipelines call.
+
+``Runtime(name).predict(batch)`` runs a registered model on the fastest backend present:
+TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU > torch. A configured preference moves
+one backend to the front; a backend that fails to load is logged, counted
+(``heliowatch_model_backend_fallbacks_total``) and skipped, never fatal. A missing or corrupt
+ONNX export (hash mismatch) is re-exported from the verified weights before the ONNX
+backends load it. Large inputs are split into batches no larger than the model's profile
+allows and the results are returned in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heliowatch.daemon.errors import ModelError
+from heliowatch.daemon.logs import get_logger
+from heliowatch.models import registry
+from heliowatch.models.runtime.base import Backend
+from heliowatch.models.runtime.export import ExportRecord, export_model, load_export
+
+__all__ = ["BACKENDS", "Runtime", "available_backends"]
+
+log = get_logger(__name__)
+
+#: In order of preference.
+BACKENDS = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "torch-cuda", "torch-cpu")
+#: Config spellings accepted for `models.backend`.
+ALIASES = {"onnxruntime": "onnxruntime-cpu", "torch": "torch-cpu", "auto": "auto"}
+
+
+def available_backends() -> list[str]:
+    """Backends whose libraries (and device) are present here."""
+    out = []
+    from heliowatch.models.runtime import tensorrt as trt_mod  # noqa: PLC0415
+
+    if trt_mod.available():
+        out.append("tensorrt")
+    try:
+        from heliowatch.models.runtime.onnxrt import cuda_available  # noqa: PLC0415
+
+        if cuda_available():
+            out.append("onnxruntime-cuda")
+        out.append("onnxruntime-cpu")
+    except ImportError:
+        pass
+    import torch  # noqa: PLC0415
+
+    if torch.cuda.is_available():
+        out.append("torch-cuda")
+    out.append("torch-cpu")
+    return out
+
+
+class Runtime:
+    """One model, served by the best backend that loads.
+
+    Parameters
+    ----------
+    name : str
+        Registered model name.
+    export_dir : pathlib.Path
+        Where ONNX exports live (``<state_dir>/models`` in the daemon).
+    cache_dir : pathlib.Path
+        Where TensorRT engines and timing caches live.
+    backend : str
+        ``auto`` or a backend name to try first.
+    metrics : heliowatch.daemon.metrics.Metrics or None
+    max_batch : int or None
+        Batch limit; default: the top of the model's batch profile.
+    torch_compile : bool
+        ``torch.compile`` the torch backends.
+    fp16 : bool
+        Let TensorRT build an FP16 engine where ModelOpt can convert the ONNX.
+    only : bool
+        Use exactly ``backend`` (no fallback): for parity checks and benchmarks.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        export_dir: Path,
+        cache_dir: Path | None = None,
+        backend: str = "auto",
+        metrics: Any = None,
+        max_batch: int | None = None,
+        torch_compile: bool = False,
+        fp16: bool = True,
+        only: bool = False,
+    ) -> None:
+        self.spec = registry.get(name)
+        self.card = registry.load_card(name)
+        self.export_dir = Path(export_dir)
+        self.cache_dir = Path(cache_dir) if cache_dir else self.export_dir / "trt"
+        self.metrics = metrics
+        self.torch_compile = torch_compile
+        self.fp16 = fp16
+        self.max_batch = max_batch or self.spec.dynamic.get(0, ("batch", 1, 1, 1))[3]
+        wanted = ALIASES.get(backend, backend)
+        if wanted != "auto" and wanted not in BACKENDS:
+            msg = f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}"
+            raise ModelError(msg)
+        order = list(BACKENDS) if wanted == "auto" else [wanted] + ([b for b in BACKENDS if b != wanted] if not only else [])
+        self._torch_module: Any = None
+        self.backend: Backend = self._select(order)
+        if metrics is not None:
+            metrics.backend_in_use.labels(name, self.backend.name).set(1)
+        log.info("model_backend", model=name, version=self.spec.version, backend=self.backend.name)
+
+    # -- selection --------------------------------------------------------------------------
+    def _export(self) -> ExportRecord:
+        try:
+            return load_export(self.spec.name, self.export_dir)
+        except ModelError as e:
+            log.warning("onnx_reexport", model=self.spec.name, reason=str(e)[:300])
+            return export_model(self.spec.name, self.export_dir)
+
+    def _module(self) -> Any:
+        if self._torch_module is None:
+            self._torch_module = registry.load_torch(self.spec.name)
+        return self._torch_module
+
+    def _make(self, kind: str) -> Backend:
+        if kind == "tensorrt":
+            from heliowatch.models.runtime.tensorrt import TensorRTBackend  # noqa: PLC0415
+
+            return TensorRTBackend(self._export(), self.spec, self.cache_dir, fp16=self.fp16)
+        if kind.startswith("onnxruntime"):
+            from heliowatch.models.runtime.onnxrt import OrtBackend  # noqa: PLC0415
+
+            return OrtBackend(self._export(), cuda=kind.endswith("cuda"))
+        from heliowatch.models.runtime.torch_backend import TorchBackend  # noqa: PLC0415
+
+        if kind == "torch-cuda":
+            import torch  # noqa: PLC0415
+
+            if not torch.cuda.is_available():
+                msg = "no CUDA device for torch"
+                raise RuntimeError(msg)
+        return TorchBackend(self._module(), device="cuda" if kind == "torch-cuda" else "cpu", compile=self.torch_compile)
+
+    def _select(self, order: list[str]) -> Backend:
+        errors = []
+        for kind in order:
+            try:
+                return self._make(kind)
+            except (ImportError, RuntimeError, OSError, ModelError, ValueError) as e:
+                errors.append(f"{kind}: {type(e).__name__}: {str(e)[:160]}")
+                if self.metrics is not None:
+                    self.metrics.backend_fallbacks.labels(self.spec.name, kind).inc()
+                log.warning("model_backend_unavailable", model=self.spec.name, backend=kind, error=str(e)[:300])
+        msg = f"model {self.spec.name}: no backend could be loaded ({'; '.join(errors)})"
+        raise ModelError(msg)
+
+    # -- inference --------------------------------------------------------------------------
+    @property
+    def info(self) -> dict[str, Any]:
+        """What every product made with this model carries."""
+        training = self.card.get("training", {})
+        return {
+            "name": self.spec.name,
+            "version": self.spec.version,
+            "backend": self.backend.name,
+            "synthetic": bool(training.get("synthetic")),
+            "trained": training.get("kind", "none") != "none",
+            "operational": bool(self.card.get("operational")),
+        }
+
+    def predict(self, x: np.ndarray, *, on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Run the model on any number of inputs, in batches of at most ``max_batch``.
+
+        Parameters
+        ----------
+        x : ndarray
+            Inputs stacked on axis 0, float32, in the units of the model card.
+        on_batch : callable, optional
+            ``on_batch(done, total)`` after each batch (progress bars).
+
+        Returns
+        -------
+        ndarray
+            Outputs in the same order as the inputs.
+        """
+        if x.ndim != len(self.spec.example_shape):
+            want = len(self.spec.example_shape)
+            msg = f"model {self.spec.name}: expected {want}-D input like {self.spec.example_shape}, got {x.shape}"
+            raise ModelError(msg)
+        n = x.shape[0]
+        outs = []
+        for start in range(0, n, self.max_batch):
+            chunk = x[start : start + self.max_batch]
+            t0 = time.perf_counter()
+            outs.append(self.backend.predict(chunk))
+            if self.metrics is not None:
+                self.metrics.inference_seconds.labels(self.spec.name).observe(time.perf_counter() - t0)
+            if on_batch is not None:
+                on_batch(min(start + self.max_batch, n), n)
+        return np.concatenate(outs, axis=0) if outs else np.zeros((0,), np.float32)
