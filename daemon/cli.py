@@ -19,12 +19,19 @@ __all__ = ["main", "register"]
 
 #: Sub-command registrars; later subpackages add theirs with :func:`register`.
 _REGISTRARS: list[Callable[[Any], None]] = []
+#: Commands with their own parser, matched on the leading words (``forecast backtest``).
+_COMMANDS: dict[tuple[str, ...], Callable[[], argparse.ArgumentParser]] = {}
 
 
 def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
     """Decorator: ``fn(subparsers)`` adds a sub-command."""
     _REGISTRARS.append(fn)
     return fn
+
+
+def register_command(words: tuple[str, ...], build: Callable[[], argparse.ArgumentParser]) -> None:
+    """A command whose leading words select a parser of its own (e.g. ``forecast backtest``)."""
+    _COMMANDS[words] = build
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -196,7 +203,7 @@ def _load_plugins() -> None:
     """Import the modules whose sub-commands register themselves."""
     import importlib  # noqa: PLC0415
 
-    for mod in ("heliowatch.models.cli",):
+    for mod in ("heliowatch.models.cli", "heliowatch.pipelines.cli"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -207,8 +214,15 @@ def _load_plugins() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``heliowatch`` command."""
     _load_plugins()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    from heliowatch.daemon import cli as canonical  # noqa: PLC0415
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    special = next((w for w in canonical._COMMANDS if tuple(argv[: len(w)]) == w), None)
+    if special is not None:
+        args = canonical._COMMANDS[special]().parse_args(argv[len(special) :])
+        args.command = " ".join(special)
+    else:
+        args = build_parser().parse_args(argv)
     if args.command != "run":
         # Tools print their results on stdout; their log lines go to stderr, warnings and up.
         from heliowatch.daemon.logs import configure_logging  # noqa: PLC0415

@@ -30,6 +30,7 @@ from heliowatch.daemon.errors import ConfigError
 __all__ = [
     "Config",
     "DaemonConfig",
+    "FlaresConfig",
     "JsocConfig",
     "LoggingConfig",
     "MetricsConfig",
@@ -232,6 +233,26 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class FlaresConfig:
+    """[flares]: the flare-forecast product."""
+
+    enabled: bool = _opt(True, "issue flare forecasts for every SHARP cadence")
+    event_source: str = _opt(
+        "replay",
+        "GOES events: 'replay' (the archive's list), 'files', 'swpc' (JSON feed) or 'none'",
+        _choice("replay", "files", "swpc", "none"),
+    )
+    event_files: list[str] = _opt(list, "event lists for event_source = 'files' (SWPC CSV, HEK CSV or SWPC JSON)", factory=True)
+    event_url: str = _opt(
+        "https://services.swpc.noaa.gov/json/goes/primary/xray-flares-7-day.json", "SWPC X-ray flare feed (event_source = 'swpc')"
+    )
+    event_refresh_s: float = _opt(600.0, "how often the feed is fetched", _range(30, 86400))
+    occlusion_threshold: float = _opt(0.5, "regions with P(>=M) at or above this get an occlusion map", _range(0, 1))
+    cnn_model: str = _opt("flare-cnn1", "CNN used for occlusion maps ('' to disable)")
+    verification_days: float = _opt(90.0, "window of the rolling verification scores", _positive)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; one attribute per TOML section."""
 
@@ -243,6 +264,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    flares: FlaresConfig = field(default_factory=FlaresConfig)
 
     @property
     def export_dir(self) -> Path:

@@ -9,12 +9,36 @@ endpoint binds to 127.0.0.1 unless configured otherwise (prometheus-client defau
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.exposition import start_http_server
+from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
+
+
+class _Callbacks(Collector):
+    """Scrape-time metrics from product state (Synapse's LaterGauge pattern).
+
+    A failing callback is logged and skipped: a broken product never breaks ``/metrics``.
+    """
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[], Iterable[Any]]] = []
+
+    def collect(self) -> Iterable[Any]:
+        from heliowatch.daemon.logs import get_logger  # noqa: PLC0415
+
+        for cb in list(self.callbacks):
+            try:
+                yield from cb()
+            except Exception as e:
+                get_logger(__name__).warning(
+                    "metrics_callback_failed", callback=getattr(cb, "__qualname__", str(cb)), error=str(e)[:200]
+                )
+
 
 _LATENCY_BUCKETS = (60, 300, 600, 900, 1800, 3600, 5400, 7200, 10800, 21600, 43200, 86400)
 _DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -84,6 +108,12 @@ class Metrics:
         )
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._callbacks = _Callbacks()
+        r.register(self._callbacks)
+
+    def add_collector(self, callback: Callable[[], Iterable[Any]]) -> None:
+        """Register ``callback() -> metric families``, evaluated at every scrape."""
+        self._callbacks.callbacks.append(callback)
 
     def init_series(self, series: list[str]) -> None:
         """Pre-create the per-series children so dashboards show zeros, not gaps."""

@@ -119,12 +119,13 @@ class Daemon:
         self._drained: set[str] = set()
         self.metrics_port: int | None = None
         self.state: StateStore | None = None
+        self.flare_job: Any = None
 
     # -- set-up -----------------------------------------------------------------------------
     @property
     def outputs(self) -> Path:
-        """Directory of product files."""
-        return self.cfg.daemon.outputs
+        """Directory of product files (absolute: products record paths to each other)."""
+        return self.cfg.daemon.outputs.resolve()
 
     def _sources(self) -> list[Source]:
         j = self.cfg.jsoc
@@ -182,6 +183,7 @@ class Daemon:
         self.metrics.init_series([s.name for s in sources])
         self.metrics.info.info({"version": _version(), "server": "replay" if self.standin else cfg.jsoc.server})
         frames_dir = cfg.daemon.state_dir / "frames"
+        flare_job = self._flare_job(clock) if cfg.flares.enabled else None
         for s in sources:
             ing = Ingestor(
                 s,
@@ -197,11 +199,44 @@ class Daemon:
                 # A replay starts at the beginning of its archive, not "lookback_hours ago".
                 ing.lookback_s = max(ing.lookback_s, clock() - self.standin.clock.start + 3600)
             ing.handlers.append(self._log_frames)
+            if s.kind == "sharp" and flare_job is not None:
+                ing.handlers.append(flare_job.on_frames)
             ing.handlers.extend(self.handlers)
             self.ingestors.append(ing)
         if cfg.metrics.enabled:
             self.metrics_port = self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
             log.info("metrics_serving", url=f"http://{cfg.metrics.host}:{self.metrics_port}/metrics")
+
+    def _flare_job(self, clock: Callable[[], float]) -> Any:
+        """The flare product, with its event source."""
+        from heliowatch.pipelines.events import EventSource  # noqa: PLC0415
+        from heliowatch.pipelines.flare_job import FlareJob  # noqa: PLC0415
+
+        f = self.cfg.flares
+        events = None
+        if f.event_source == "replay" and self.standin is not None:
+            files = sorted((self.standin.archive.root / "events").glob("*.json"))
+            events = EventSource(files=files, clock=clock) if files else None
+        elif f.event_source == "files":
+            events = EventSource(files=[Path(p) for p in f.event_files], clock=clock)
+        elif f.event_source == "swpc":
+            events = EventSource(
+                url=f.event_url, cache=self.cfg.daemon.state_dir / "events" / "swpc-xray-flares.json", refresh_s=f.event_refresh_s
+            )
+        if events is None:
+            log.warning("flare_events_unavailable", source=f.event_source, effect="forecasts marked degraded")
+        self.flare_job = FlareJob(
+            self.outputs,
+            self.state,
+            events,
+            export_dir=self.cfg.export_dir,
+            occlusion_threshold=f.occlusion_threshold,
+            cnn_model=f.cnn_model,
+            verification_days=f.verification_days,
+            metrics=self.metrics,
+            backend=self.cfg.models.backend,
+        )
+        return self.flare_job
 
     def _check_sources(self, sources: list[Source]) -> None:
         """series_struct check at start-up: a missing series or keyword is a config error."""

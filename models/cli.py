@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from heliowatch.daemon.cli import register
+from heliowatch.models.flares.cli import add_evaluate_parser, add_train_parser
 from heliowatch.models.runtime.cli import add_models_parser
 from heliowatch.models.synthetic.cli import add_synth_parser
 
@@ -19,3 +20,7 @@ def _synth(sub: Any) -> None:
 @register
 def _models(sub: Any) -> None:
     add_models_parser(sub)
+
+
+register(add_train_parser)
+register(add_evaluate_parser)

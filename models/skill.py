@@ -1,0 +1,136 @@
+"""Forecast verification scores used in the flare-forecasting literature.
+
+- TSS (true skill statistic, Hanssen-Kuipers): POD - POFD, in [-1, 1], base-rate independent.
+- HSS (Heidke skill score): accuracy relative to random chance with the same marginals.
+- BSS (Brier skill score): 1 - BS / BS_ref, the reference being the sample climatology
+  (Leka et al. 2019) unless another is given.
+- ROC AUC.
+- Reliability: observed frequency against forecast probability in bins, plus a diagram.
+
+References: Bloomfield et al. 2012 (ApJL 747 L41), Leka et al. 2019 (ApJS 243 36).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Scores", "bss", "contingency", "hss", "reliability", "reliability_plot", "roc_auc", "score", "tss"]
+
+
+def contingency(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> tuple[int, int, int, int]:
+    """(hits, misses, false alarms, correct negatives) for ``p >= threshold``."""
+    yb = np.asarray(y).astype(bool)
+    f = np.asarray(p) >= threshold
+    return int((f & yb).sum()), int((~f & yb).sum()), int((f & ~yb).sum()), int((~f & ~yb).sum())
+
+
+def tss(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
+    """True skill statistic at ``threshold``."""
+    a, c, b, d = contingency(y, p, threshold)
+    pod = a / (a + c) if a + c else 0.0
+    pofd = b / (b + d) if b + d else 0.0
+    return pod - pofd
+
+
+def hss(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
+    """Heidke skill score at ``threshold`` (2(ad - bc) / ((a+c)(c+d) + (a+b)(b+d)))."""
+    a, c, b, d = contingency(y, p, threshold)
+    den = (a + c) * (c + d) + (a + b) * (b + d)
+    return 2 * (a * d - b * c) / den if den else 0.0
+
+
+def bss(y: np.ndarray, p: np.ndarray, reference: float | np.ndarray | None = None) -> float:
+    """Brier skill score against ``reference`` (default: the sample climatology)."""
+    yf = np.asarray(y, dtype=float)
+    pf = np.asarray(p, dtype=float)
+    ref = yf.mean() if reference is None else reference
+    bs = np.mean((pf - yf) ** 2)
+    bs_ref = np.mean((ref - yf) ** 2)
+    return float(1 - bs / bs_ref) if bs_ref > 0 else 0.0
+
+
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve (NaN if only one class is present)."""
+    from sklearn.metrics import roc_auc_score  # noqa: PLC0415
+
+    yb = np.asarray(y).astype(int)
+    if yb.min() == yb.max():
+        return float("nan")
+    return float(roc_auc_score(yb, p))
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[tuple[float, float, int]]:
+    """(mean forecast, observed frequency, count) per probability bin with data."""
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+    out = []
+    for i in range(bins):
+        m = idx == i
+        if m.any():
+            out.append((float(np.mean(np.asarray(p)[m])), float(np.mean(np.asarray(y)[m])), int(m.sum())))
+    return out
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The standard scores of one set of forecasts."""
+
+    n: int
+    events: int
+    tss: float
+    hss: float
+    bss: float
+    auc: float
+    threshold: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        """For JSON and tables."""
+        return dict(self.__dict__)
+
+
+def score(y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5, reference: float | None = None) -> Scores:
+    """TSS and HSS at ``threshold``, BSS against ``reference`` (sample climatology by default), AUC."""
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=float)
+    return Scores(
+        n=len(y),
+        events=int(y.sum()),
+        tss=tss(y, p, threshold),
+        hss=hss(y, p, threshold),
+        bss=bss(y, p, reference),
+        auc=roc_auc(y, p),
+        threshold=threshold,
+    )
+
+
+def reliability_plot(curves: dict[str, list[tuple[float, float, int]]], path: Path, *, title: str) -> Path:
+    """Write a reliability diagram (one line per model or fold) with the forecast histogram."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, (ax, hx) = plt.subplots(2, 1, figsize=(5.5, 6.5), dpi=110, gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect reliability")
+    for name, pts in curves.items():
+        if not pts:
+            continue
+        f, o, n = zip(*pts, strict=True)
+        ax.plot(f, o, "o-", ms=3, lw=1.2, label=name)
+        hx.plot(f, n, "o-", ms=3, lw=1)
+    ax.set_ylabel("observed frequency")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title, fontsize=9)
+    hx.set_yscale("log")
+    hx.set_xlabel("forecast probability")
+    hx.set_ylabel("forecasts")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
