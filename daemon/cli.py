@@ -76,6 +76,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"  ingest log:    {summary.ingest_log}",
         f"  metrics:       {summary.metrics_file}",
         f"  run summary:   {Path(summary.metrics_file).parent / 'run-summary.json'}",
+        f"  forecasts:     {Path(summary.metrics_file).parent / 'forecasts'}",
+        f"  alerts:        {cfg.maildir.resolve() if cfg.alerts.transport == 'maildir' else cfg.alerts.transport}",
         f"  state:         {cfg.daemon.state_dir.resolve() / 'state.sqlite'}"
         if not cfg.state.url
         else "  state:         (configured URL)",
@@ -155,6 +157,64 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- alerts / products ------------------------------------------------------------------------
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    import datetime as dt  # noqa: PLC0415
+
+    from heliowatch.daemon.service import Daemon  # noqa: PLC0415
+    from heliowatch.daemon.state import StateStore  # noqa: PLC0415
+    from heliowatch.pipelines.alerts import Alert  # noqa: PLC0415
+
+    cfg = _load(args)
+    if cfg.alerts.transport == "none":
+        msg = "alerts.transport is 'none': nothing to test"
+        raise UsageError(msg)
+    cfg.daemon.state_dir.mkdir(parents=True, exist_ok=True)
+    d = Daemon(cfg, once=True)
+    d.state = StateStore(cfg.state_url)
+    d._setup_products()
+    assert d.alert_center is not None
+    now = dt.datetime.now(dt.UTC)
+    test = Alert(
+        "test", "[heliowatch] test alert", f"A test message from heliowatch at {now:%Y-%m-%d %H:%M:%S} UTC.", key=now.isoformat()
+    )
+    d.alert_center.raise_alerts([test], now=now)
+    sent, failed = d.alert_center.deliver(now=now)
+    where = cfg.maildir.resolve() if cfg.alerts.transport == "maildir" else f"{cfg.alerts.smtp.host}:{cfg.alerts.smtp.port}"
+    if failed or not sent:
+        import sqlalchemy as sa  # noqa: PLC0415
+
+        from heliowatch.pipelines.alerts import outbox  # noqa: PLC0415
+
+        with d.state.engine.connect() as c:
+            err = c.execute(sa.select(outbox.c.last_error).order_by(outbox.c.id.desc()).limit(1)).scalar()
+        msg = f"test alert not delivered to {where} ({err}); it stays in the outbox and will be retried by the daemon"
+        raise SourceUnavailable(msg)
+    print(f"test alert delivered to {', '.join(cfg.alerts.recipients)} via {cfg.alerts.transport} ({where})")
+    return 0
+
+
+def _cmd_products(args: argparse.Namespace) -> int:
+    from heliowatch.daemon.state import StateStore  # noqa: PLC0415
+    from heliowatch.pipelines.store import PRODUCTS, ProductStore  # noqa: PLC0415
+
+    cfg = _load(args)
+    if args.product and args.product not in PRODUCTS:
+        msg = f"unknown product {args.product!r}; known: {', '.join(PRODUCTS)}"
+        raise UsageError(msg)
+    db = cfg.daemon.state_dir / "state.sqlite"
+    if not cfg.store.url and not cfg.state.url and not db.exists():
+        msg = f"no state database at {db}: the daemon has not run with this configuration"
+        raise UsageError(msg)
+    store = ProductStore(cfg.store.url or StateStore(cfg.state_url).engine)
+    print(
+        json.dumps(
+            {"counts": store.counts(), "products": store.latest(args.product, limit=args.limit, region=args.region)}, indent=2
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered sub-command."""
     p = argparse.ArgumentParser(prog="heliowatch", description="Near-real-time SDO monitoring daemon.")
@@ -189,6 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="what the daemon last did (JSON)")
     st.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
     st.set_defaults(func=_cmd_status)
+
+    al = sub.add_parser("alerts", help="the mailing list: `alerts test` sends a test message")
+    al.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
+    al.add_argument("action", choices=["test"])
+    al.set_defaults(func=_cmd_alerts)
+
+    pr = sub.add_parser("products", help="latest products from the store (JSON)")
+    pr.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
+    pr.add_argument("--product", help="region, flare_forecast, flare_region, emergence, jet, data_health")
+    pr.add_argument("--region", help="e.g. 'NOAA 11158'")
+    pr.add_argument("--limit", type=int, default=20)
+    pr.set_defaults(func=_cmd_products)
 
     # Under `python -m heliowatch.daemon.cli` this module is __main__; plugins register on
     # the importable module, so read the registry from there.
@@ -240,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"heliowatch: config error: {e}", file=sys.stderr)
         return 2
     except SourceUnavailable as e:
-        print(f"heliowatch: data source unavailable: {e}", file=sys.stderr)
+        print(f"heliowatch: unavailable: {e}", file=sys.stderr)
         return 3
     except HeliowatchError as e:
         print(f"heliowatch: error: {e}", file=sys.stderr)

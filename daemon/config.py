@@ -28,6 +28,7 @@ from typing import Any
 from heliowatch.daemon.errors import ConfigError
 
 __all__ = [
+    "AlertsConfig",
     "Config",
     "DaemonConfig",
     "FlaresConfig",
@@ -248,8 +249,74 @@ class FlaresConfig:
     )
     event_refresh_s: float = _opt(600.0, "how often the feed is fetched", _range(30, 86400))
     occlusion_threshold: float = _opt(0.5, "regions with P(>=M) at or above this get an occlusion map", _range(0, 1))
-    cnn_model: str = _opt("flare-cnn1", "CNN used for occlusion maps ('' to disable)")
+    cnn_model: str = _opt("flare-cnn2", "CNN used for occlusion maps ('' to disable)")
     verification_days: float = _opt(90.0, "window of the rolling verification scores", _positive)
+
+
+def _addresses(v: Any) -> str | None:
+    bad = [a for a in v if not re.match(r"^[^@\s]+@[^@\s]+$", a)]
+    if not v:
+        return "needs at least one recipient address"
+    return f"not e-mail addresses: {bad}" if bad else None
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """[alerts.smtp]: the mail server of the mailing list."""
+
+    host: str = _opt("127.0.0.1", "SMTP server", _host)
+    port: int = _opt(25, "SMTP port (587 with starttls)", _range(1, 65535))
+    starttls: bool = _opt(False, "upgrade the connection with STARTTLS")
+    username: str = _opt("", "login (empty: no authentication)")
+    password: Secret = _opt(Secret(""), "password (secret: HELIOWATCH_ALERTS__SMTP__PASSWORD or password_file)")
+    password_file: Path = _opt(Path(""), "file holding the password (relative: in $CREDENTIALS_DIRECTORY)")
+    timeout_s: float = _opt(30.0, "connection timeout", _range(1, 600))
+    cafile: str = _opt("", "CA bundle to verify the server (empty: the system's)")
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    """[alerts.rules]: when to alert. A probability threshold above 1, or 0 minutes, disables a rule."""
+
+    flare_region_m: float = _opt(0.5, "alert when a region's P(>=M in 24 h) reaches this", _range(0, 2))
+    flare_full_disk_m: float = _opt(0.8, "alert when the full-disk P(>=M in 24 h) reaches this", _range(0, 2))
+    new_delta_region: bool = _opt(True, "alert when a region becomes delta-class")
+    jet: float = _opt(0.5, "alert on a coronal jet of at least this probability", _range(0, 2))
+    emergence: float = _opt(0.5, "alert on a pre-emergence warning of at least this probability", _range(0, 2))
+    data_stale_minutes: float = _opt(180.0, "alert when a series has had no new record for this long (0: off)", _range(0, 100000))
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """[alerts]: the mailing list."""
+
+    transport: str = _opt("maildir", "'maildir' (local files), 'smtp' or 'none'", _choice("maildir", "smtp", "none"))
+    maildir: Path = _opt(Path(""), "maildir for transport = 'maildir'; empty means <state_dir>/maildir")
+    sender: str = _opt("heliowatch@localhost", "From: address")
+    recipients: list[str] = _opt(lambda: ["solar-alerts@localhost"], "the mailing list address(es)", _addresses, factory=True)
+    list_id: str = _opt("heliowatch alerts <alerts.heliowatch.localhost>", "List-Id header")
+    dedup_window_minutes: float = _opt(360.0, "one alert per region and condition per this window", _range(1, 100000))
+    digest_threshold: int = _opt(4, "this many alerts at once go out as one digest", _range(2, 1000))
+    deliver_interval_s: float = _opt(30.0, "how often the outbox is delivered", _range(1, 3600))
+    retry_base_s: float = _opt(30.0, "first retry delay after a failed delivery (doubles)", _range(1, 86400))
+    retry_max_s: float = _opt(1800.0, "longest retry delay", _range(1, 86400))
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """[store]: the products store."""
+
+    url: str = _opt("", "SQLAlchemy URL; empty means the state database")
+    retention_days: float = _opt(365.0, "products older than this are purged", _positive)
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    """[status]: the read-only status page, served next to /metrics."""
+
+    enabled: bool = _opt(True, "serve the status page at / on the metrics port")
 
 
 @dataclass(frozen=True)
@@ -265,12 +332,21 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     flares: FlaresConfig = field(default_factory=FlaresConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
 
     @property
     def export_dir(self) -> Path:
         """Where ONNX exports live."""
         d = self.models.export_dir
         return d if str(d) not in ("", ".") else self.daemon.state_dir / "models"
+
+    @property
+    def maildir(self) -> Path:
+        """Where maildir alerts go."""
+        d = self.alerts.maildir
+        return d if str(d) not in ("", ".") else self.daemon.state_dir / "maildir"
 
     @property
     def trt_cache_dir(self) -> Path:
@@ -460,6 +536,20 @@ def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None =
         if problem:
             raise ConfigError(problem, ("jsoc", "email_file"))
         cfg = cfg.replace(jsoc={"email": secret})
+    pw_file = cfg.alerts.smtp.password_file
+    if str(pw_file) not in ("", "."):
+        cred = Path(environ.get("CREDENTIALS_DIRECTORY", "")) / pw_file if not pw_file.is_absolute() else pw_file
+        try:
+            pw = Secret(cred.read_text().strip())
+        except OSError as e:
+            msg = f"cannot read {cred}: {e.strerror}"
+            raise ConfigError(msg, ("alerts", "smtp", "password_file")) from e
+        cfg = dataclasses.replace(
+            cfg, alerts=dataclasses.replace(cfg.alerts, smtp=dataclasses.replace(cfg.alerts.smtp, password=pw))
+        )
+    if cfg.alerts.smtp.username and not cfg.alerts.smtp.password and cfg.alerts.transport == "smtp":
+        msg = "a username needs a password (HELIOWATCH_ALERTS__SMTP__PASSWORD or password_file)"
+        raise ConfigError(msg, ("alerts", "smtp", "password"))
     return cfg
 
 

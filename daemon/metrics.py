@@ -97,12 +97,21 @@ class Metrics:
             ["job", "outcome"],
             registry=r,
         )
+        self.alerts_sent = Counter("heliowatch_alerts_sent_total", "Alert mails delivered", ["kind"], registry=r)
+        self.alert_failures = Counter(
+            "heliowatch_alert_delivery_failures_total", "Failed alert delivery attempts", ["kind"], registry=r
+        )
+        self.alert_last_success = Gauge(
+            "heliowatch_alert_last_delivery_timestamp_seconds", "Unix time of the last delivered alert", registry=r
+        )
+        self.products = Counter("heliowatch_products_total", "Products written to the store", ["product"], registry=r)
         self.backend_fallbacks = Counter(
             "heliowatch_model_backend_fallbacks_total", "Inference backends that failed to load", ["model", "backend"], registry=r
         )
         self.backend_in_use = Gauge(
             "heliowatch_model_backend_info", "1 for the backend serving each model", ["model", "backend"], registry=r
         )
+        self.cuda_available = Gauge("heliowatch_cuda_available", "1 if a CUDA device is visible to the daemon", registry=r)
         self.inference_seconds = Histogram(
             "heliowatch_inference_seconds", "Model inference time per call", ["model"], buckets=_DURATION_BUCKETS, registry=r
         )

@@ -120,6 +120,11 @@ class Daemon:
         self.metrics_port: int | None = None
         self.state: StateStore | None = None
         self.flare_job: Any = None
+        self.alert_center: Any = None
+        self.store: Any = None
+        self.http: Any = None
+        self.quicklook: Path | None = None
+        self._clock: Callable[[], float] = time.time
 
     # -- set-up -----------------------------------------------------------------------------
     @property
@@ -163,6 +168,7 @@ class Daemon:
                 records=sum(map(len, self.standin.archive.records.values())),
             )
         self.speed = speed
+        self._clock = clock
         j = cfg.jsoc
         self.client = JsocClient(
             server,
@@ -182,7 +188,14 @@ class Daemon:
         self._check_sources(sources)
         self.metrics.init_series([s.name for s in sources])
         self.metrics.info.info({"version": _version(), "server": "replay" if self.standin else cfg.jsoc.server})
+        try:
+            import torch  # noqa: PLC0415
+
+            self.metrics.cuda_available.set(float(torch.cuda.is_available()))
+        except ImportError:
+            self.metrics.cuda_available.set(0.0)
         frames_dir = cfg.daemon.state_dir / "frames"
+        self._setup_products()
         flare_job = self._flare_job(clock) if cfg.flares.enabled else None
         for s in sources:
             ing = Ingestor(
@@ -194,18 +207,136 @@ class Daemon:
                 metrics=self.metrics,
                 lookback_hours=j.lookback_hours,
                 max_records=j.max_records_per_poll,
+                first_start=self.standin.clock.start - 3600 if self.standin is not None else None,
             )
-            if self.standin is not None and not self.state.high_water(s.name):
-                # A replay starts at the beginning of its archive, not "lookback_hours ago".
-                ing.lookback_s = max(ing.lookback_s, clock() - self.standin.clock.start + 3600)
             ing.handlers.append(self._log_frames)
             if s.kind == "sharp" and flare_job is not None:
                 ing.handlers.append(flare_job.on_frames)
+            if s.kind == "magnetogram":
+                ing.handlers.append(self._quicklook)
             ing.handlers.extend(self.handlers)
             self.ingestors.append(ing)
         if cfg.metrics.enabled:
-            self.metrics_port = self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
-            log.info("metrics_serving", url=f"http://{cfg.metrics.host}:{self.metrics_port}/metrics")
+            from heliowatch.daemon.statuspage import StatusServer  # noqa: PLC0415
+
+            self.http = StatusServer(
+                self.metrics.registry, self.status, host=cfg.metrics.host, port=cfg.metrics.port, page=cfg.status.enabled
+            )
+            self.metrics_port = self.http.port
+            log.info(
+                "metrics_serving", url=f"http://{cfg.metrics.host}:{self.metrics_port}/metrics", status_page=cfg.status.enabled
+            )
+
+    def _setup_products(self) -> None:
+        """Products store, alert outbox and rules."""
+        from heliowatch.pipelines.alert_rules import Rules  # noqa: PLC0415
+        from heliowatch.pipelines.alerts import AlertCenter, Transport  # noqa: PLC0415
+        from heliowatch.pipelines.store import ProductStore  # noqa: PLC0415
+
+        assert self.state is not None
+        cfg = self.cfg
+        self.store = ProductStore(cfg.store.url or self.state.engine)
+        a = cfg.alerts
+        self.rules = Rules(**a.rules.__dict__)
+        self.alert_center = None
+        if a.transport != "none":
+            smtp = a.smtp
+            transport = Transport(
+                kind=a.transport,
+                maildir=cfg.maildir.resolve(),
+                host=smtp.host,
+                port=smtp.port,
+                starttls=smtp.starttls,
+                username=smtp.username,
+                password=smtp.password.reveal(),
+                timeout_s=smtp.timeout_s,
+                cafile=smtp.cafile,
+            )
+            self.alert_center = AlertCenter(
+                self.state.engine,
+                transport,
+                sender=a.sender,
+                recipients=list(a.recipients),
+                list_id=a.list_id,
+                dedup_window_s=a.dedup_window_minutes * 60,
+                digest_threshold=a.digest_threshold,
+                retry_base_s=a.retry_base_s,
+                retry_max_s=a.retry_max_s,
+                metrics=self.metrics,
+            )
+
+    def _quicklook(self, frames: list[IngestedFrame]) -> None:
+        """Render the newest magnetogram of a poll (the status page shows it)."""
+        from heliowatch.pipelines.quicklook import render_magnetogram  # noqa: PLC0415
+
+        newest = max(frames, key=lambda f: f.record.t_rec_utc)
+        seg = next(iter(newest.paths.values()))
+        try:
+            self.quicklook = render_magnetogram(seg, self.outputs / "quicklook" / "latest-magnetogram.png")
+        except Exception as e:
+            log.warning("quicklook_failed", record=newest.record.name, error=str(e)[:300])
+
+    def _deliver_alerts(self) -> None:
+        """Deliver the outbox; while running live, also check for stale data."""
+        if self.alert_center is None:
+            return
+        # Staleness is judged against a live JSOC only: a replay archive has gaps by design.
+        if not self.once and self.standin is None and self.state is not None:
+            now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+            last = {}
+            for ing in self.ingestors:
+                hw = self.state.high_water(ing.source.name)
+                if hw:
+                    last[ing.source.name] = dt.datetime.fromisoformat(hw[0].replace("Z", "+00:00")).timestamp()
+            self.alert_center.raise_alerts(self.rules.stale_alerts(last, now), now=now)
+        self.alert_center.deliver()
+
+    def status(self) -> dict[str, Any]:
+        """What the status page and /status.json show."""
+        fd = self.flare_job.latest if self.flare_job is not None else None
+        health = []
+        if self.state is not None:
+            counts = self.state.frame_counts()
+            rejects: dict[str, int] = {}
+            for r in self.state.reject_summary():
+                rejects[r["series"]] = rejects.get(r["series"], 0) + 1
+            for ing in self.ingestors:
+                hw = self.state.high_water(ing.source.name)
+                latest = self.state.frames(ing.source.series, limit=1)
+                health.append(
+                    {
+                        "series": ing.source.name,
+                        "last_record_utc": hw[0] if hw else None,
+                        "latency_s": latest[0]["latency_s"] if latest else None,
+                        "records": counts.get(ing.source.series, 0),
+                        "rejected": rejects.get(ing.source.series, 0),
+                    }
+                )
+        alerts = []
+        if self.alert_center is not None:
+            import sqlalchemy as sa  # noqa: PLC0415
+
+            from heliowatch.pipelines.alerts import outbox  # noqa: PLC0415
+
+            with self.alert_center.engine.connect() as c:
+                q = (
+                    sa.select(outbox.c.created_utc, outbox.c.kind, outbox.c.subject, outbox.c.status)
+                    .order_by(outbox.c.id.desc())
+                    .limit(10)
+                )
+                alerts = [dict(r._mapping) for r in c.execute(q)]
+        from dataclasses import asdict  # noqa: PLC0415
+
+        return {
+            "version": _version(),
+            "source": "replay" if self.standin is not None else self.cfg.jsoc.server,
+            "healthy": self.healthy() or self.once,
+            "full_disk": {k: v for k, v in asdict(fd).items() if k != "regions"} if fd else None,
+            "regions": [asdict(r) for r in fd.regions] if fd else [],
+            "health": health,
+            "alerts": alerts,
+            "quicklook": str(self.quicklook) if self.quicklook else None,
+        }
 
     def _flare_job(self, clock: Callable[[], float]) -> Any:
         """The flare product, with its event source."""
@@ -235,6 +366,9 @@ class Daemon:
             verification_days=f.verification_days,
             metrics=self.metrics,
             backend=self.cfg.models.backend,
+            store=self.store,
+            alerts=self.alert_center,
+            rules=self.rules,
         )
         return self.flare_job
 
@@ -253,6 +387,15 @@ class Daemon:
     def _log_frames(self, frames: list[IngestedFrame]) -> None:
         """Append one line per ingested record to ``<outputs>/ingest.jsonl``."""
         path = self.outputs / "ingest.jsonl"
+        if self.store is not None:
+            for fr in frames:
+                self.store.put(
+                    "data_health",
+                    f"{fr.source.name}|{fr.record.name}",
+                    fr.record.t_rec_utc,
+                    {"series": fr.source.name, "record": fr.record.name, "latency_s": fr.latency_s, "quality": fr.record.quality},
+                )
+                self.metrics.products.labels("data_health").inc()
         with open(path, "a") as f:
             for fr in frames:
                 line = {
@@ -321,6 +464,7 @@ class Daemon:
                     raise SourceUnavailable(msg)
                 if res.remaining == 0:
                     break
+        self._deliver_alerts()
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -354,6 +498,18 @@ class Daemon:
                 next_run_time=now,
                 replace_existing=True,
             )
+        if self.alert_center is not None:
+            every = self.cfg.alerts.deliver_interval_s
+            sched.add_job(
+                self._deliver_alerts,
+                "interval",
+                seconds=every,
+                id="alerts",
+                next_run_time=now,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=max(1, int(every / 2)),
+            )
         hb = self.cfg.daemon.heartbeat_s
         sched.add_job(self._tick, "interval", seconds=hb, id="heartbeat", next_run_time=now, coalesce=True, max_instances=1)
         self._install_signals()
@@ -374,6 +530,8 @@ class Daemon:
             self.metrics.up.set(0)
             sdnotify.notify("STOPPING=1\nSTATUS=stopping")
             sched.shutdown(wait=True)
+            if self.alert_center is not None:
+                self.alert_center.deliver()  # what the last polls raised
 
     def _replay_done(self) -> bool:
         if self.standin is None or self.keep_running:
@@ -406,7 +564,8 @@ class Daemon:
         )
         (self.outputs / "run-summary.json").write_text(json.dumps(summary.__dict__, indent=2))
         log.info("run_finished", **{k: v for k, v in summary.__dict__.items() if k != "state_url"})
-        self.metrics.shutdown()
+        if self.http is not None:
+            self.http.stop()
         if self.standin is not None:
             self.standin.stop()
         self.state.close()

@@ -69,7 +69,7 @@ def _jets() -> Any:
     return JetConvLSTM()
 
 
-_FLARE_IN = "LOS or Br field in kG (Gauss/1000), NaN set to 0; hemisphere-normalised (south flipped N-S)"
+_FLARE_IN = "LOS field in kG (Gauss/1000), NaN set to 0; hemisphere-normalised (south flipped N-S and in sign)"
 MODELS: dict[str, ModelSpec] = {
     s.name: s
     for s in (

@@ -57,10 +57,13 @@ class FlareJob:
         *,
         export_dir: Path,
         occlusion_threshold: float = 0.5,
-        cnn_model: str = "flare-cnn1",
+        cnn_model: str = "flare-cnn2",
         verification_days: float = 90.0,
         metrics: Any = None,
         backend: str = "auto",
+        store: Any = None,
+        alerts: Any = None,
+        rules: Any = None,
     ) -> None:
         self.out = outputs / "forecasts"
         self.events = events
@@ -72,6 +75,9 @@ class FlareJob:
         self.days = verification_days
         self.metrics = metrics
         self.backend = backend
+        self.store = store
+        self.alerts = alerts
+        self.rules = rules
         self._cnn: Any = None
         self.latest: FullDiskForecast | None = None
         self.latest_time = 0.0
@@ -119,6 +125,16 @@ class FlareJob:
             if r.noaa_ar:
                 rows += [(f"noaa:{r.noaa_ar}", "C", r.p_c, r.noaa_ar), (f"noaa:{r.noaa_ar}", "M", r.p_m, r.noaa_ar)]
         self.ledger.record(fd.issue_time, fd.end_window, rows)
+        if self.store is not None:
+            from dataclasses import asdict  # noqa: PLC0415
+
+            self.store.put("flare_forecast", fd.issue_time, fd.issue_time, {**asdict(fd), "export": str(paths[0])})
+            for r in regions:
+                rid = f"NOAA {r.noaa_ar}" if r.noaa_ar else f"HARP {r.harpnum}"
+                self.store.put("flare_region", f"{fd.issue_time}|{rid}", fd.issue_time, asdict(r), region=rid)
+        if self.alerts is not None and self.rules is not None:
+            # Alert buckets follow the data's time, so a replay rate-limits as live operation would.
+            self.alerts.raise_alerts(self.rules.flare_alerts(fd), now=issue_time.to_pydatetime().replace(tzinfo=dt.UTC))
         self.latest = fd
         self.latest_time = dt.datetime.now(dt.UTC).timestamp()
         self.issues += 1
@@ -171,6 +187,16 @@ class FlareJob:
                 for level, p in (("C", r.p_c), ("M", r.p_m), ("X", r.p_x)):
                     g.add_metric([str(r.harpnum or ""), str(r.noaa_ar or ""), level], p)
             fams.append(g)
+            pos = GaugeMetricFamily(
+                "heliowatch_region_position_degrees",
+                "Stonyhurst position of each region (flux-weighted)",
+                labels=["harpnum", "noaa_ar", "coord"],
+            )
+            for r in fd.regions:
+                for coord, v in (("lat", r.hgs_lat), ("lon", r.hgs_lon)):
+                    if v is not None:
+                        pos.add_metric([str(r.harpnum or ""), str(r.noaa_ar or ""), coord], v)
+            fams.append(pos)
             d = GaugeMetricFamily(
                 "heliowatch_flare_full_disk_probability", "Full-disk P(flare >= level in 24 h)", labels=["level"]
             )
@@ -190,10 +216,17 @@ class FlareJob:
         v = GaugeMetricFamily(
             "heliowatch_flare_verification", "Rolling verification of issued forecasts", labels=["scope", "level", "score"]
         )
+        rel = GaugeMetricFamily(
+            "heliowatch_flare_reliability",
+            "Observed event frequency per forecast-probability bin (rolling)",
+            labels=["scope", "level", "bin"],
+        )
         for (scope, level), s in self.scores.items():
             for k in ("tss", "bss", "brier", "n", "events"):
                 v.add_metric([scope, level, k], float(s[k]))
-        fams.append(v)
+            for mean_p, observed, _count in s["reliability"]:
+                rel.add_metric([scope, level, f"{min(int(mean_p * 5), 4) / 5:.1f}"], observed)
+        fams += [v, rel]
         fams.append(
             GaugeMetricFamily(
                 "heliowatch_flare_forecasts_pending_verification",

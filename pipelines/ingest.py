@@ -142,6 +142,7 @@ class Ingestor:
         metrics: Any = None,
         lookback_hours: float = 6.0,
         max_records: int = 200,
+        first_start: float | None = None,
     ) -> None:
         self.source = source
         self.client = client
@@ -151,12 +152,20 @@ class Ingestor:
         self.metrics = metrics
         self.lookback_s = lookback_hours * 3600
         self.max_records = max_records
+        # A replay starts at the beginning of its archive, whatever the replay clock says by the
+        # time the first poll runs.
+        self.first_start = first_start
         self.handlers: list[Callable[[list[IngestedFrame]], None]] = []
 
     def _window(self) -> tuple[str, str]:
         now = self.clock()
         hw = self.state.high_water(self.source.name)
-        start = _unix(hw[0]) - self.source.reorder_window_s if hw else now - self.lookback_s
+        if hw:
+            start = _unix(hw[0]) - self.source.reorder_window_s
+        elif self.first_start is not None:
+            start = self.first_start
+        else:
+            start = now - self.lookback_s
         retry = self.state.oldest_retry(self.source.series)
         if retry is not None:
             start = min(start, _unix(retry))

@@ -1,9 +1,10 @@
 """The seed flare CNNs: input preparation, data sets, training, occlusion maps.
 
 Input (as in the model cards): the LOS field of a SHARP CEA patch in kG, binned 2x2 to
-0.06 deg/px (an integer factor: no interpolation), flipped north-south for southern regions
-(hemisphere normalisation: Hale/Joy orientation made the same for both hemispheres), and
-centred in a 256x512 canvas with zero padding. Patches are never resized (the seed paper
+0.06 deg/px (an integer factor: no interpolation), hemisphere-normalised (southern regions
+flipped north-south, so Joy's tilt points the same way, and sign-inverted, so Hale's leading
+polarity is the same in both hemispheres within a cycle), and centred in a 256x512 canvas
+with zero padding. Patches are never resized (the seed paper
 traced artefacts to resizing).
 
 Data sets are a directory with ``labels.csv`` (``file, harpnum, noaa_ar, t_rec_utc, label,
@@ -48,7 +49,7 @@ def prepare_patch(los_gauss: np.ndarray, *, cdelt_deg: float = 0.03, lat: float 
         h, w = d.shape[0] // factor * factor, d.shape[1] // factor * factor
         d = d[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
     if lat is not None and lat < 0:
-        d = d[::-1]
+        d = -d[::-1]
     return pad_to_canvas(d / 1000.0, CANVAS)
 
 

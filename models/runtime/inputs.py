@@ -2,7 +2,7 @@
 
 - flare CNNs: the real SHARP LOS magnetogram of HARP 377 (NOAA 11158) from the bundled
   archive, binned 2x2 to 0.06 deg/px (an integer factor, no resampling), in kG, centred in
-  the 256x512 canvas with zero padding; southern regions are flipped north-south
+  the 256x512 canvas with zero padding; southern regions are flipped north-south and in sign
   (hemisphere normalisation);
 - emergence FCN: synthetic emergence frames (no real tracked patches are available offline);
 - jet model: the bundled synthetic AIA 304 jet sequence (no real AIA sequences offline).
@@ -50,7 +50,7 @@ def real_inputs(name: str) -> tuple[np.ndarray, str]:
         d = np.nan_to_num(f.data.astype(np.float64))
         d = d[: d.shape[0] // 2 * 2, : d.shape[1] // 2 * 2].reshape(d.shape[0] // 2, 2, d.shape[1] // 2, 2).mean(axis=(1, 3))
         if (f.keyword("LAT_FWT") or 0) < 0:
-            d = d[::-1]
+            d = -d[::-1]  # hemisphere normalisation, as the flare CNNs' inputs
         x = pad_to_canvas(d / 1000.0, spec.example_shape[2:])
         return x[None, None].astype(np.float32), "real SHARP LOS, HARP 377 (NOAA 11158) 2011-02-15 02:00 TAI"
     if name.startswith("emergence"):

@@ -114,6 +114,7 @@ class ReplayClock:
         for a, b in itertools.pairwise(ts):
             virt.append(virt[-1] + min(b - a, max_gap_s))
         self._virtual = virt
+        self.max_gap_s = max_gap_s
         self.speed = speed
         self._lock = threading.Lock()
         self._wall0 = time.monotonic()
@@ -135,7 +136,8 @@ class ReplayClock:
             return self._archive[0] + v
         i = bisect_right(self._virtual, v) - 1
         if i >= len(self._virtual) - 1:
-            return self._archive[-1] + (v - self._virtual[-1])
+            # The replay is over: time stops one gap after the last record (no runaway clock).
+            return self._archive[-1] + min(v - self._virtual[-1], self.max_gap_s)
         v0, v1 = self._virtual[i], self._virtual[i + 1]
         a0, a1 = self._archive[i], self._archive[i + 1]
         return a0 + (a1 - a0) * (v - v0) / (v1 - v0) if v1 > v0 else a1

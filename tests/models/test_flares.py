@@ -355,7 +355,7 @@ def test_prepare_patch_bins_flips_and_pads() -> None:
     south = prepare_patch(patch, lat=-10.0)
     assert north.shape == south.shape == (256, 512)
     assert north.max() == pytest.approx(2.0)  # kG, 2x2 means of a uniform block
-    assert np.argwhere(north > 1)[:, 0].mean() < 128 < np.argwhere(south > 1)[:, 0].mean()
+    assert np.argwhere(north > 1)[:, 0].mean() < 128 < np.argwhere(south < -1)[:, 0].mean()  # flipped N-S and in sign
     assert north.sum() == pytest.approx(patch.sum() / 1000 / 4)  # binned, never resampled
 
 

@@ -1,0 +1,155 @@
+"""The HTTP endpoint: ``/metrics`` (Prometheus) and a small read-only status page.
+
+Routes: ``/metrics``, ``/`` (HTML: latest quicklook, region table, full-disk forecast, data
+health, last alerts; refreshes itself every minute), ``/status.json`` (the same as JSON) and
+``/quicklook.png``. Bound to 127.0.0.1 unless configured. Nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+__all__ = ["StatusServer", "render_page"]
+
+
+def _fmt(v: Any, spec: str = ".2f") -> str:
+    if v is None:
+        return "-"
+    try:
+        return format(float(v), spec)
+    except (TypeError, ValueError):
+        return html.escape(str(v))
+
+
+def render_page(s: dict[str, Any]) -> str:
+    """The status page HTML from a status dict (see :meth:`heliowatch.daemon.service.Daemon.status`)."""
+
+    def region_row(r: dict[str, Any]) -> str:
+        harp = _fmt(r.get("harpnum"), "d") if r.get("harpnum") else "-"
+        noaa = _fmt(r.get("noaa_ar"), "d") if r.get("noaa_ar") else "-"
+        probs = f"<td>{_fmt(r.get('p_c'))}</td><td class='m'>{_fmt(r.get('p_m'))}</td><td>{_fmt(r.get('p_x'))}</td>"
+        pos = f"{_fmt(r.get('hgs_lat'), '+.0f')} / {_fmt(r.get('hgs_lon'), '+.0f')}"
+        method = html.escape(str(r.get("method", ""))) + (" (degraded)" if r.get("degraded") else "")
+        cls = _fmt(r.get("mtwilson", "-"), "")
+        return f"<tr><td>{harp}</td><td>{noaa}</td><td>{cls}</td>{probs}<td>{pos}</td><td>{method}</td></tr>"
+
+    rows = "".join(region_row(r) for r in s.get("regions", [])) or "<tr><td colspan=8>no region forecast yet</td></tr>"
+    fd = s.get("full_disk") or {}
+    health = (
+        "".join(
+            f"<tr><td>{html.escape(h['series'])}</td><td>{html.escape(str(h.get('last_record_utc') or '-'))}</td>"
+            f"<td>{_fmt(h.get('latency_s'), '.0f')}</td><td>{h.get('records', 0)}</td><td>{h.get('rejected', 0)}</td></tr>"
+            for h in s.get("health", [])
+        )
+        or "<tr><td colspan=5>no data yet</td></tr>"
+    )
+    alerts = (
+        "".join(
+            f"<tr><td>{html.escape(a['created_utc'])}</td><td>{html.escape(a['kind'])}</td><td>{html.escape(a['subject'])}</td>"
+            f"<td>{html.escape(a['status'])}</td></tr>"
+            for a in s.get("alerts", [])
+        )
+        or "<tr><td colspan=4>no alerts</td></tr>"
+    )
+    up = s.get("healthy")
+    badge = "<span class='ok'>healthy</span>" if up else "<span class='bad'>NOT healthy</span>"
+    img = "<img src='/quicklook.png' alt='latest magnetogram quicklook'>" if s.get("quicklook") else "<p>no quicklook yet</p>"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="60">
+<title>heliowatch status</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; color: #222 }}
+h1 {{ font-size: 1.4em }} h2 {{ font-size: 1.1em; margin-top: 1.4em }}
+table {{ border-collapse: collapse; background: white }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 0.9em }}
+th {{ background: #eee }} td.m {{ font-weight: bold }} .ok {{ color: #060 }} .bad {{ color: #b00; font-weight: bold }}
+.cols {{ display: flex; gap: 2em; flex-wrap: wrap }} img {{ max-width: 560px; border: 1px solid #ccc }}
+.fd {{ font-size: 1.2em }}
+</style></head><body>
+<h1>heliowatch {html.escape(str(s.get("version", "")))} &mdash; {badge}</h1>
+<p>source: {html.escape(str(s.get("source", "")))}; last forecast issue: {html.escape(str(fd.get("issue_time", "-")))}</p>
+<div class="cols"><div>
+<h2>Full disk, next 24 h</h2>
+<p class="fd">P(&ge;C) {_fmt(fd.get("p_c"))} &nbsp; P(&ge;M) <b>{_fmt(fd.get("p_m"))}</b> &nbsp; P(&ge;X) {_fmt(fd.get("p_x"))}
+{" (degraded)" if fd.get("degraded") else ""}</p>
+<h2>Regions</h2>
+<table><tr><th>HARP</th><th>NOAA</th><th>class</th><th>P(&ge;C)</th><th>P(&ge;M)</th><th>P(&ge;X)</th>
+<th>lat / lon</th><th>method</th></tr>
+{rows}</table>
+<h2>Data health</h2>
+<table><tr><th>series</th><th>newest record (UTC)</th><th>latency s</th><th>records</th><th>rejected</th></tr>{health}</table>
+<h2>Last alerts</h2>
+<table><tr><th>raised (UTC)</th><th>kind</th><th>subject</th><th>status</th></tr>{alerts}</table>
+</div><div><h2>Latest magnetogram</h2>{img}</div></div>
+</body></html>"""
+
+
+class StatusServer:
+    """``/metrics`` + the status page, in a background thread.
+
+    Parameters
+    ----------
+    registry : prometheus_client.CollectorRegistry
+    status : callable
+        Returns the status dict (evaluated per request).
+    host, port : str, int
+    """
+
+    def __init__(
+        self, registry: Any, status: Callable[[], dict[str, Any]], *, host: str = "127.0.0.1", port: int = 0, page: bool = True
+    ) -> None:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _send(self, code: int, body: bytes, ctype: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                elif not server.page:
+                    self._send(404, b"not found\n", "text/plain")
+                elif path in ("/", "/index.html"):
+                    self._send(200, render_page(status()).encode(), "text/html; charset=utf-8")
+                elif path == "/status.json":
+                    self._send(200, json.dumps(status(), default=str, indent=1).encode(), "application/json")
+                elif path == "/quicklook.png":
+                    q = status().get("quicklook")
+                    if q and Path(q).exists():
+                        self._send(200, Path(q).read_bytes(), "image/png")
+                    else:
+                        self._send(404, b"no quicklook yet\n", "text/plain")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+        self.page = page
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="status-http", daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self.httpd.server_address[1])
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,129 @@
+"""Alert rules: which products raise which alerts (thresholds from ``[alerts.rules]``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from heliowatch.pipelines.alerts import Alert
+
+__all__ = ["Rules"]
+
+
+def _region_name(noaa: int | None, harp: int | None) -> str:
+    return f"NOAA {noaa}" if noaa else (f"HARP {harp}" if harp else "unnumbered region")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Thresholds; a threshold above 1 (or 0 minutes) disables its rule."""
+
+    flare_region_m: float = 0.5
+    flare_full_disk_m: float = 0.8
+    new_delta_region: bool = True
+    jet: float = 0.5
+    emergence: float = 0.5
+    data_stale_minutes: float = 180.0
+
+    def flare_alerts(self, fd: Any) -> list[Alert]:
+        """Alerts from a full-disk flare issue (a FullDiskForecast)."""
+        out = []
+        for r in fd.regions:
+            if r.p_m >= self.flare_region_m:
+                name = _region_name(r.noaa_ar, r.harpnum)
+                where = f" at HGS {r.hgs_lat:+.0f} {r.hgs_lon:+.0f}" if r.hgs_lat is not None and r.hgs_lon is not None else ""
+                text = (
+                    f"{name}{where}: P(>=M) = {r.p_m:.2f}, P(>=X) = {r.p_x:.2f}, P(>=C) = {r.p_c:.2f}\n"
+                    f"window {fd.start_window} .. {fd.end_window}\n"
+                    f"method: {r.method}{' (degraded: ' + '; '.join(r.missing) + ')' if r.degraded else ''}\n"
+                    f"models: {', '.join(m['name'] + ' ' + m['version'] for m in r.models)}"
+                )
+                out.append(
+                    Alert(
+                        "flare_region",
+                        f"[heliowatch] {name}: P(>=M flare in 24 h) = {r.p_m:.2f}",
+                        text,
+                        region=name,
+                        attachments=(r.occlusion_png,) if r.occlusion_png else (),
+                    )
+                )
+        if fd.p_m >= self.flare_full_disk_m:
+            out.append(
+                Alert(
+                    "flare_full_disk",
+                    f"[heliowatch] full disk: P(>=M flare in 24 h) = {fd.p_m:.2f}",
+                    f"Full-disk P(>=M) = {fd.p_m:.2f} (P(>=X) = {fd.p_x:.2f}) for {fd.start_window} .. {fd.end_window};"
+                    f" {len(fd.regions)} region(s), limb term {fd.p_limb_m:.2f}.",
+                )
+            )
+        return out
+
+    def region_alerts(self, product: dict[str, Any], previous_class: str | None) -> list[Alert]:
+        """A region product that has newly become delta-class."""
+        cls = str(product.get("mtwilson", ""))
+        if self.new_delta_region and "delta" in cls and "delta" not in str(previous_class or ""):
+            name = (
+                _region_name(product.get("noaa_ar"), product.get("harpnum"))
+                if product.get("noaa_ar")
+                else f"region {product.get('id')}"
+            )
+            return [
+                Alert(
+                    "new_delta",
+                    f"[heliowatch] {name} is now {cls}",
+                    f"{name} classified {cls} (confidence {product.get('confidence', float('nan')):.2f});"
+                    f" previously {previous_class or 'not delta'}.",
+                    region=name,
+                    attachments=tuple(p for p in [product.get("quicklook_png")] if p),
+                )
+            ]
+        return []
+
+    def jet_alerts(self, product: dict[str, Any]) -> list[Alert]:
+        """A coronal-jet detection."""
+        p = float(product.get("probability", 0))
+        if p < self.jet:
+            return []
+        return [
+            Alert(
+                "jet",
+                f"[heliowatch] coronal jet, P = {p:.2f}, at {product.get('time_utc')}",
+                f"Jet probability {p:.2f} at {product.get('position', '?')}, {product.get('time_utc')}.",
+                key=str(product.get("time_utc")),
+                attachments=tuple(x for x in [product.get("strip_png")] if x),
+            )
+        ]
+
+    def emergence_alerts(self, product: dict[str, Any]) -> list[Alert]:
+        """A pre-emergence warning."""
+        p = float(product.get("probability", 0))
+        if p < self.emergence:
+            return []
+        return [
+            Alert(
+                "emergence",
+                f"[heliowatch] flux emergence expected, P = {p:.2f}",
+                f"Emergence probability {p:.2f} at {product.get('position', '?')} ({product.get('time_utc')}).",
+                key=str(product.get("position")),
+            )
+        ]
+
+    def stale_alerts(self, last: dict[str, float], now: dt.datetime) -> list[Alert]:
+        """Series whose newest record is older than the limit."""
+        if self.data_stale_minutes <= 0:
+            return []
+        out = []
+        for series, t in last.items():
+            age_min = (now.timestamp() - t) / 60
+            if age_min > self.data_stale_minutes:
+                out.append(
+                    Alert(
+                        "data_stale",
+                        f"[heliowatch] no new {series} data for {age_min / 60:.1f} h",
+                        f"The newest {series} record is from {dt.datetime.fromtimestamp(t, dt.UTC):%Y-%m-%d %H:%M} UTC,"
+                        f" {age_min:.0f} minutes ago (limit {self.data_stale_minutes:.0f}). The JSOC may be late or down.",
+                        key=series,
+                    )
+                )
+        return out

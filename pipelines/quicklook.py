@@ -1,0 +1,47 @@
+"""Quicklook PNGs of full-disk magnetograms (north up, a colour bar in Gauss).
+
+The region pipeline draws its boxes and classes on top of the same rendering.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from heliowatch.pipelines.ingest import load_frame
+
+__all__ = ["north_up", "render_magnetogram"]
+
+
+def north_up(data: np.ndarray, crota2: float) -> np.ndarray:
+    """Rotate a frame so solar north is up (HMI stores CROTA2 ~ 180; exact multiples of 90 only)."""
+    k = round((crota2 % 360) / 90) % 4
+    return np.rot90(data, k=k) if k else data
+
+
+def render_magnetogram(path: Path, out_png: Path, *, max_side: int = 1024) -> Path:
+    """Render an ingested magnetogram: north up, binned by an integer factor to <= ``max_side``."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    frame = load_frame(path)
+    d = north_up(frame.data.astype(np.float32), float(frame.keyword("CROTA2", 0.0) or 0.0))
+    f = max(1, int(np.ceil(max(d.shape) / max_side)))
+    if f > 1:
+        h, w = d.shape[0] // f * f, d.shape[1] // f * f
+        d = np.nanmean(d[:h, :w].reshape(h // f, f, w // f, f), axis=(1, 3))
+    fig, ax = plt.subplots(figsize=(7, 6.4), dpi=100)
+    im = ax.imshow(d, cmap="gray", vmin=-1000, vmax=1000, origin="lower", interpolation="nearest")
+    ax.set_title(f"{frame.keyword('TELESCOP', 'SDO/HMI')} LOS magnetogram {frame.keyword('T_REC', '')} (north up)", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="B_LOS (G)")
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_png.with_name(out_png.name + ".tmp.png")
+    fig.savefig(tmp, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(out_png)
+    return out_png

@@ -1,0 +1,105 @@
+"""Products store (SQLite, and PostgreSQL where CI provides it) and HEK/VOEvent exports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from heliowatch.pipelines.exports import VOE_NS, hek_event, voevent_xml, write_event
+from heliowatch.pipelines.store import ProductStore
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'p.sqlite'}"
+    url = os.environ.get("HELIOWATCH_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide HELIOWATCH_TEST_PG_URL (.ci/run starts Debian's PostgreSQL)")
+        pytest.skip("no PostgreSQL here (set HELIOWATCH_TEST_PG_URL; CI does)")
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(url)
+    with eng.begin() as c:
+        c.execute(sa.text("DROP TABLE IF EXISTS products"))
+    eng.dispose()
+    return url
+
+
+def test_store_is_idempotent_and_queryable(store_url: str) -> None:
+    s = ProductStore(store_url)
+    try:
+        _exercise_store(s)
+    finally:
+        s.close()
+
+
+def _exercise_store(s: ProductStore) -> None:
+    payload = {"p_m": 0.89, "noaa_ar": 11158}
+    assert s.put("flare_region", "2011-02-15T01:59:26Z|NOAA 11158", "2011-02-15T01:59:26Z", payload, region="NOAA 11158")
+    assert not s.put("flare_region", "2011-02-15T01:59:26Z|NOAA 11158", "2011-02-15T01:59:26Z", {"p_m": 0.1})  # replay: no-op
+    s.put("flare_region", "2011-02-16T01:59:26Z|NOAA 11158", "2011-02-16T01:59:26Z", {"p_m": 0.7}, region="NOAA 11158")
+    s.put("jet", "2011-02-15T02:00:00Z", "2011-02-15T02:00:00Z", {"probability": 0.9})
+    latest = s.latest("flare_region", region="NOAA 11158")
+    assert [r["payload"]["p_m"] for r in latest] == [0.7, 0.89]
+    assert s.counts() == {"flare_region": 2, "jet": 1}
+    assert s.purge(older_than_days=1, now=dt.datetime(2011, 2, 16, 12, tzinfo=dt.UTC)) == 2
+    assert s.counts() == {"flare_region": 1}
+    with pytest.raises(ValueError, match="unknown product"):
+        s.put("weather", "k", "t", {})
+
+
+def test_state_database_runs_on_postgresql_too(store_url: str) -> None:
+    from heliowatch.daemon.state import FrameRecord, StateStore
+
+    if store_url.startswith("sqlite"):
+        pytest.skip("covered by the SQLite state tests")
+    st = StateStore(store_url)
+    import sqlalchemy as sa
+
+    try:
+        with st.engine.begin() as c:
+            for t in ("frames", "high_water", "rejects", "processed"):
+                c.execute(sa.text(f"DELETE FROM {t}"))
+        rec = FrameRecord("hmi.M_720s_nrt", "r1", "magnetogram", "2024-05-10T00:00:00.000Z", 0, "/x", 10, "0" * 64)
+        assert st.record_frames([rec]) == 1 and st.record_frames([rec]) == 0
+        assert st.high_water("hmi.M_720s_nrt")[0] == "2024-05-10T00:00:00.000Z"
+        assert st.mark_processed("p", "k") and not st.mark_processed("p", "k")
+    finally:
+        st.close()
+
+
+REGION = {
+    "time_utc": "2011-02-15T02:00:00",
+    "hgs_lat": -20.2,
+    "hgs_lon": 12.8,
+    "mtwilson": "beta-gamma-delta",
+    "noaa_ar": 11158,
+    "id": 3,
+}
+
+
+def test_hek_json_fields() -> None:
+    ev = hek_event("region", REGION, version="0.1.0")
+    assert ev["event_type"] == "AR" and ev["ar_noaanum"] == 11158 and ev["ar_mtwilsoncls"] == "beta-gamma-delta"
+    assert ev["event_coordsys"] == "UTC-HGS-TOPO" and ev["event_coord1"] == 12.8 and ev["event_coord2"] == -20.2
+    assert hek_event("jet", {**REGION, "probability": 0.9}, version="x")["event_type"] == "CJ"
+    assert hek_event("emergence", REGION, version="x")["obs_instrument"] == "HMI"
+    with pytest.raises(ValueError, match="no HEK event type"):
+        hek_event("flare_forecast", REGION, version="x")
+
+
+def test_voevent_is_valid_xml_with_the_event(tmp_path: Path) -> None:
+    root = ET.fromstring(voevent_xml("jet", {**REGION, "probability": 0.93}, version="0.1.0").split("?>", 1)[1])
+    assert root.tag == f"{{{VOE_NS}}}VOEvent" and root.get("version") == "2.0" and root.get("role") == "observation"
+    params = {p.get("name"): p.get("value") for p in root.iter("Param")}
+    assert params["event_type"] == "CJ" and params["event_probability"] == "0.93" and params["obs_channelid"] == "304"
+    assert root.find("./WhereWhen/ObsDataLocation/ObservationLocation/AstroCoords/Position2D/Value2/C2").text == "-20.200"
+    files = write_event("region", REGION, tmp_path, version="0.1.0")
+    assert json.loads(files[0].read_text())["event_type"] == "AR" and files[1].suffix == ".xml"
