@@ -275,7 +275,7 @@ def _load_plugins() -> None:
     """Import the modules whose sub-commands register themselves."""
     import importlib  # noqa: PLC0415
 
-    for mod in ("heliowatch.models.cli", "heliowatch.pipelines.cli"):
+    for mod in ("heliowatch.models.cli", "heliowatch.pipelines.cli", "heliowatch.pipelines.regions_cli"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -124,6 +124,7 @@ class Daemon:
         self.store: Any = None
         self.http: Any = None
         self.quicklook: Path | None = None
+        self.tracker: Any = None
         self._clock: Callable[[], float] = time.time
 
     # -- set-up -----------------------------------------------------------------------------
@@ -266,15 +267,47 @@ class Daemon:
             )
 
     def _quicklook(self, frames: list[IngestedFrame]) -> None:
-        """Render the newest magnetogram of a poll (the status page shows it)."""
+        """Regions of every new magnetogram: detect, classify, track, store, alert; annotated quicklook."""
         from heliowatch.pipelines.quicklook import render_magnetogram  # noqa: PLC0415
+        from heliowatch.pipelines.regions import Tracker, classify_regions, detect, preprocess, to_json  # noqa: PLC0415
 
-        newest = max(frames, key=lambda f: f.record.t_rec_utc)
-        seg = next(iter(newest.paths.values()))
-        try:
-            self.quicklook = render_magnetogram(seg, self.outputs / "quicklook" / "latest-magnetogram.png")
-        except Exception as e:
-            log.warning("quicklook_failed", record=newest.record.name, error=str(e)[:300])
+        if self.tracker is None:
+            self.tracker = Tracker()
+        for fr in sorted(frames, key=lambda f: f.record.t_rec_utc):
+            seg = next(iter(fr.paths.values()))
+            try:
+                frame = preprocess(seg)
+                regions = detect(frame)
+                classify_regions(frame, regions)
+                prior = self.tracker.update(regions, frame.t_rec_utc)
+                name = f"regions-{frame.t_rec_utc[:19].replace(':', '')}.png"
+                png = render_magnetogram(seg, self.outputs / "quicklook" / name, regions=regions, frame=frame)
+            except Exception as e:
+                log.warning("regions_failed", record=fr.record.name, error=str(e)[:300])
+                continue
+            self.quicklook = png
+            alerts = []
+            for r in regions:
+                payload = {
+                    **to_json(r),
+                    "quicklook_png": str(png),
+                    "t_rec_utc": frame.t_rec_utc,
+                    "model": "rules+smart (untrained)",
+                }
+                self.store.put(
+                    "region", f"{frame.t_rec_utc}|{r.track_id}", frame.t_rec_utc, payload, region=f"track {r.track_id}"
+                )
+                self.metrics.products.labels("region").inc()
+                alerts += self.rules.region_alerts({**payload, "id": r.track_id}, prior.get(r.track_id or 0))
+            if self.alert_center is not None and alerts:
+                self.alert_center.raise_alerts(alerts, now=dt.datetime.fromisoformat(frame.t_rec_utc.replace("Z", "+00:00")))
+            log.info(
+                "regions",
+                t_rec_utc=frame.t_rec_utc,
+                count=len(regions),
+                classes=[r.mtwilson for r in regions],
+                quicklook=str(png),
+            )
 
     def _deliver_alerts(self) -> None:
         """Deliver the outbox; while running live, also check for stale data."""

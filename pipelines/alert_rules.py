@@ -73,7 +73,7 @@ class Rules:
                     "new_delta",
                     f"[heliowatch] {name} is now {cls}",
                     f"{name} classified {cls} (confidence {product.get('confidence', float('nan')):.2f});"
-                    f" previously {previous_class or 'not delta'}.",
+                    f" previously {previous_class or 'not delta'}. Classifier: {product.get('model', 'unknown')}.",
                     region=name,
                     attachments=tuple(p for p in [product.get("quicklook_png")] if p),
                 )

@@ -1,0 +1,372 @@
+"""Active regions on full-disk magnetograms: preprocessing, detection, Mt. Wilson classes, tracking.
+
+Preprocessing (``hmi.M_720s_nrt``): units and geometry checked, the frame rotated north up by
+an exact multiple of 90 deg (HMI stores CROTA2 ~ 180; the small remainder is kept in the
+geometry), binned by an integer factor only (never resampled), and every pixel given its
+exact Stonyhurst position, mu and surface area (:func:`heliowatch.models.measures.disk_geometry`).
+
+Detection, the physics baseline in the manner of SMART (Higgins et al. 2011): the radial
+field ``B_LOS / mu`` is smoothed, thresholded, grown, labelled; fragments closer than a few
+degrees are merged into one region; regions below a minimum area or flux are dropped. Each
+region gets a bounding box (in the file's pixel grid), a flux-weighted HGS and Carrington
+centre, its area, unsigned flux and a confidence.
+
+Classification by rules on the measures (:func:`classify_rules`): the balance of the two
+polarities (alpha), how well one line separates them (beta, beta-gamma, gamma), and delta
+spots (opposite umbrae within 2 deg). Class probabilities are heuristic margins of those rules,
+not calibrated frequencies.
+
+Tracking: a region keeps its id from frame to frame when a region of the previous frame,
+rotated differentially to the new time, lies within a few degrees.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from heliowatch.daemon.errors import DataRejected, UsageError
+from heliowatch.models import measures
+from heliowatch.models.synthetic.regions import MTWILSON_CLASSES
+
+__all__ = ["DetectedRegion", "Frame", "Tracker", "classify_rules", "detect", "preprocess"]
+
+_GAUSS_UNITS = {"gauss", "g", "mx/cm^2", "mx/cm2", "mx cm-2"}
+
+
+@dataclass
+class Frame:
+    """A preprocessed full-disk frame: north up, binned, with per-pixel geometry."""
+
+    data: np.ndarray
+    geo: measures.DiskGeometry
+    factor: int
+    rot_k: int
+    shape_file: tuple[int, int]
+    t_rec_utc: str
+    l0_deg: float
+    path: str
+    header: Any = None
+
+    def to_file_bbox(self, y0: int, x0: int, y1: int, x1: int) -> list[int]:
+        """A half-open box in this frame's grid -> ``[x0, y0, x1, y1]`` in the file's pixels."""
+        f = self.factor
+        ny, nx = self.shape_file
+        fx0, fy0, fx1, fy1 = x0 * f, y0 * f, min(x1 * f, nx), min(y1 * f, ny)
+        if self.rot_k == 2:
+            fx0, fx1 = nx - fx1, nx - fx0
+            fy0, fy1 = ny - fy1, ny - fy0
+        return [int(fx0), int(fy0), int(fx1), int(fy1)]
+
+
+def preprocess(path: Path | str, *, max_side: int = 1024) -> Frame:
+    """Read, check and normalise a full-disk LOS magnetogram.
+
+    Raises
+    ------
+    UsageError
+        For a file that is not a full-disk magnetogram in Gauss, has no valid pixel, or is
+        truncated/corrupt (one line, naming the problem).
+    """
+    from heliowatch.pipelines.fitsio import tai_to_utc  # noqa: PLC0415
+    from heliowatch.pipelines.ingest import load_frame  # noqa: PLC0415
+
+    p = Path(path)
+    try:
+        frame = load_frame(p)
+    except DataRejected as e:
+        raise UsageError(str(e)) from e
+    kw = frame.keyword
+    if not str(kw("CTYPE1", "")).startswith("HPLN"):
+        msg = f"{p.name}: not a full-disk frame (CTYPE1={kw('CTYPE1')!r}; expected HPLN-TAN)"
+        raise UsageError(msg)
+    unit = str(kw("BUNIT", "")).strip().lower()
+    content = str(kw("CONTENT", "")).upper()
+    if unit not in _GAUSS_UNITS:
+        msg = f"{p.name}: BUNIT={kw('BUNIT')!r} is not a magnetic field unit (Gauss); not a magnetogram"
+        raise UsageError(msg)
+    if content and "MAGNETOGRAM" not in content:
+        msg = f"{p.name}: CONTENT={content!r} is not a magnetogram"
+        raise UsageError(msg)
+    data = frame.data.astype(np.float64)
+    if not np.isfinite(data).any():
+        msg = f"{p.name}: every pixel is NaN"
+        raise UsageError(msg)
+    for key in ("CDELT1", "CRPIX1", "CRPIX2", "DSUN_OBS", "CRLT_OBS", "T_REC"):
+        if kw(key) is None:
+            msg = f"{p.name}: keyword {key} is missing (needed for the disk geometry)"
+            raise UsageError(msg)
+    crota = float(kw("CROTA2", 0.0) or 0.0)
+    k = round((crota % 360) / 90) % 4
+    if k not in (0, 2):
+        msg = f"{p.name}: CROTA2={crota:.1f} is not ~0 or ~180 deg"
+        raise UsageError(msg)
+    rest = crota - 90 * k
+    ny, nx = data.shape
+    crpix1, crpix2 = float(kw("CRPIX1")), float(kw("CRPIX2"))
+    if k == 2:
+        data = data[::-1, ::-1]
+        crpix1, crpix2 = nx + 1 - crpix1, ny + 1 - crpix2
+    f = max(1, math.ceil(max(data.shape) / max_side))
+    if f > 1:
+        h, w = data.shape[0] // f * f, data.shape[1] // f * f
+        import warnings  # noqa: PLC0415
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks off the limb
+            data = np.nanmean(data[:h, :w].reshape(h // f, f, w // f, f), axis=(1, 3))
+        crpix1, crpix2 = (crpix1 - 0.5) / f + 0.5, (crpix2 - 0.5) / f + 0.5
+    geo = measures.disk_geometry(
+        data.shape,
+        cdelt_arcsec=float(kw("CDELT1")) * f,
+        crpix=(crpix1, crpix2),
+        dsun_m=float(kw("DSUN_OBS")),
+        b0_deg=float(kw("CRLT_OBS")),
+        crota_deg=rest,
+    )
+    return Frame(
+        data=np.where(np.isfinite(geo.mu), data, np.nan),
+        geo=geo,
+        factor=f,
+        rot_k=k,
+        shape_file=(ny, nx),
+        t_rec_utc=tai_to_utc(str(kw("T_REC"))),
+        l0_deg=float(kw("CRLN_OBS", 0.0) or 0.0),
+        path=str(p),
+        header=frame.header,
+    )
+
+
+@dataclass
+class DetectedRegion:
+    """One detection (the ``detect --json`` schema)."""
+
+    id: int
+    bbox_px: list[int]
+    hgs_lat: float
+    hgs_lon: float
+    hgc_lon: float
+    area_uhem: float
+    usflux_mx: float
+    confidence: float
+    mtwilson: str = ""
+    class_probs: dict[str, float] = field(default_factory=dict)
+    measures: dict[str, float] = field(default_factory=dict)
+    track_id: int | None = None
+    _slices: Any = None  # slices of the region in the processed frame
+    _mask: Any = None
+
+
+def _mm_per_px(frame: Frame) -> float:
+    return float(np.nanmedian(np.sqrt(frame.geo.area_cm2) * np.sqrt(np.nan_to_num(frame.geo.mu, nan=1.0)))) / 1e8
+
+
+def detect(
+    frame: Frame,
+    *,
+    smooth_mm: float = 4.0,
+    threshold_g: float = 100.0,
+    grow_mm: float = 2.0,
+    merge_deg: float = 6.5,
+    min_area_uhem: float = 20.0,
+    min_flux_mx: float = 1e21,
+    mu_min: float = 0.1,
+) -> list[DetectedRegion]:
+    """SMART-like detection of active regions on a preprocessed frame."""
+    mu = np.nan_to_num(frame.geo.mu)
+    on = mu > mu_min
+    br = np.where(on, np.nan_to_num(frame.data) / np.maximum(mu, mu_min), 0.0)
+    px = _mm_per_px(frame)
+    smooth = ndimage.gaussian_filter(np.abs(br), max(0.5, smooth_mm / px))
+    core = smooth > threshold_g
+    grown = ndimage.binary_dilation(core, iterations=max(1, round(grow_mm / px))) & on
+    lab, n = ndimage.label(grown)
+    if n == 0:
+        return []
+    area = np.nan_to_num(frame.geo.area_cm2)
+    lat, lon = np.nan_to_num(frame.geo.lat), np.nan_to_num(frame.geo.lon)
+    absf = np.abs(br) * area * grown
+    idx = np.arange(1, n + 1)
+    flux = ndimage.sum(absf, lab, idx)
+    clat = ndimage.sum(absf * lat, lab, idx) / np.maximum(flux, 1e-30)
+    clon = ndimage.sum(absf * lon, lab, idx) / np.maximum(flux, 1e-30)
+    # Merge fragments of one region (union-find on heliographic centre distances).
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            if flux[i] <= 0 or flux[j] <= 0:
+                continue
+            d = math.hypot(clat[i] - clat[j], (clon[i] - clon[j]) * math.cos(math.radians(0.5 * (clat[i] + clat[j]))))
+            if d < merge_deg:
+                parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i + 1)
+    regions = []
+    for members in groups.values():
+        mask = np.isin(lab, members)
+        f = float(absf[mask].sum())
+        a = measures.total_area_uhem(area, mask & (np.abs(br) > threshold_g))
+        if f < min_flux_mx or a < min_area_uhem:
+            continue
+        w = absf * mask
+        la = float((w * lat).sum() / w.sum())
+        lo = float((w * lon).sum() / w.sum())
+        sl = ndimage.find_objects(mask.astype(int))[0]
+        conf = 1 / (1 + math.exp(-3 * (math.log10(f) - math.log10(min_flux_mx) - 0.5)))
+        regions.append(
+            DetectedRegion(
+                id=0,
+                bbox_px=frame.to_file_bbox(sl[0].start, sl[1].start, sl[0].stop, sl[1].stop),
+                hgs_lat=round(la, 2),
+                hgs_lon=round(lo, 2),
+                hgc_lon=round((lo + frame.l0_deg) % 360, 2),
+                area_uhem=round(a, 1),
+                usflux_mx=f,
+                confidence=round(conf, 3),
+                _slices=sl,
+                _mask=mask[sl],
+            )
+        )
+    regions.sort(key=lambda r: -r.usflux_mx)
+    for i, r in enumerate(regions, 1):
+        r.id = i
+    return regions
+
+
+def _sigmoid(z: float) -> float:
+    return 1 / (1 + math.exp(-z))
+
+
+def classify_rules(
+    br: np.ndarray,
+    deg_per_px: float | np.ndarray,
+    area_cm2: float | np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    spot_g: float = 1000.0,
+    umbra_g: float = 1300.0,
+    min_umbra_px: int = 6,
+) -> tuple[str, dict[str, float], dict[str, float]]:
+    """Mt. Wilson class of a region's radial field by rules; returns (class, probabilities, measures).
+
+    - alpha: the minority polarity carries < 15 % of the flux in spots (``|Br| > spot_g``),
+      so plage of the other polarity does not count;
+    - beta / beta-gamma / gamma: how well one straight line separates the strong positive from
+      the strong negative field (flux-weighted accuracy of a linear discriminant on pixel
+      positions: >= 0.95 beta, 0.85-0.95 beta-gamma, below gamma);
+    - delta: opposite-polarity umbrae (``|Br| > umbra_g``) closer than 2 deg.
+    """
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis  # noqa: PLC0415
+
+    b = np.nan_to_num(br.astype(np.float64))
+    if mask is not None:
+        b = np.where(mask, b, 0.0)
+    a = np.broadcast_to(area_cm2, b.shape)
+    strong = np.abs(b) > spot_g
+    pos = float((np.clip(b, 0, None) * a)[strong].sum())
+    neg = float((np.clip(-b, 0, None) * a)[strong].sum())
+    minority = min(pos, neg) / max(pos + neg, 1e-30)
+    yy, xx = np.nonzero(strong)
+    acc = 1.0
+    if minority > 0 and len(yy) > 10:
+        sel = np.linspace(0, len(yy) - 1, min(len(yy), 5000)).astype(int)
+        scale = np.broadcast_to(np.asarray(deg_per_px, dtype=np.float64), b.shape)[yy[sel], xx[sel]]
+        feats = np.stack([xx[sel] * scale, yy[sel] * scale], 1)
+        sign = (b[yy[sel], xx[sel]] > 0).astype(int)
+        w = np.abs(b[yy[sel], xx[sel]])
+        if sign.min() != sign.max():
+            lda = LinearDiscriminantAnalysis().fit(feats, sign)
+            acc = float(np.average(lda.predict(feats) == sign, weights=w))
+    delta = measures.delta_spots(b, deg_per_px, umbra_g=umbra_g, min_umbra_px=min_umbra_px)
+    m = {"minority_fraction": minority, "separability": acc, "delta_separation_deg": delta.min_separation_deg}
+    p_alpha = _sigmoid((0.15 - minority) / 0.02)
+    # Beta -> beta-gamma -> gamma as separability falls (soft boundaries at 0.95 and 0.85).
+    s_b = _sigmoid((acc - 0.95) / 0.01)
+    s_g = _sigmoid((0.85 - acc) / 0.02)
+    s_bg = max(0.0, 1 - s_b - s_g)
+    sep = delta.min_separation_deg
+    p_delta = _sigmoid((2.0 - sep) / 0.3) if math.isfinite(sep) else 0.0
+    base = {"beta": s_b, "beta-gamma": s_bg, "gamma": s_g}
+    probs = {"alpha": p_alpha * (1 - p_delta)}
+    for cls, s in base.items():
+        probs[cls] = (1 - p_alpha) * s * (1 - p_delta)
+        probs[f"{cls}-delta"] = (1 - p_alpha) * s * p_delta
+    probs["beta-delta"] += p_alpha * p_delta  # a delta needs two polarities: at least beta
+    total = sum(probs.values())
+    probs = {k: round(v / total, 4) for k, v in probs.items() if k in MTWILSON_CLASSES}
+    return max(probs, key=lambda k: probs[k]), probs, m
+
+
+def classify_regions(frame: Frame, regions: list[DetectedRegion]) -> None:
+    """Classify every detected region in place (on the frame's radial field)."""
+    mu = np.nan_to_num(frame.geo.mu)
+    br = np.where(mu > 0.1, np.nan_to_num(frame.data) / np.maximum(mu, 0.1), 0.0)
+    # Degrees per pixel on the sphere: the pixel's side in Mm / 12.15 Mm per degree.
+    side_mm = np.sqrt(np.nan_to_num(frame.geo.area_cm2)) / 1e8
+    deg = side_mm / (measures.RSUN_REF_M * math.pi / 180 / 1e6)
+    for r in regions:
+        sl = r._slices
+        cls, probs, m = classify_rules(br[sl], deg[sl], np.nan_to_num(frame.geo.area_cm2[sl]), mask=r._mask)
+        r.mtwilson, r.class_probs, r.measures = cls, probs, {k: round(v, 4) for k, v in m.items()}
+
+
+class Tracker:
+    """Carry region ids across frames with differential rotation."""
+
+    def __init__(self, *, match_deg: float = 5.0) -> None:
+        self.match_deg = match_deg
+        self.prev: list[tuple[int, float, float, str]] = []  # (track id, lat, lon, class)
+        self.prev_time: dt.datetime | None = None
+        self.next_id = 1
+
+    @staticmethod
+    def rate_deg_per_day(lat: float) -> float:
+        """Synodic differential rotation (Snodgrass & Ulrich 1990, sidereal minus Earth's orbital rate)."""
+        s2 = math.sin(math.radians(lat)) ** 2
+        return 14.71 - 2.39 * s2 - 1.78 * s2 * s2 - 0.986
+
+    def update(self, regions: list[DetectedRegion], t_utc: str) -> dict[int, str | None]:
+        """Assign ``track_id``s; returns track id -> the class it had in the previous frame."""
+        t = dt.datetime.fromisoformat(t_utc.replace("Z", "+00:00"))
+        days = (t - self.prev_time).total_seconds() / 86400 if self.prev_time else 0.0
+        prior: dict[int, str | None] = {}
+        used: set[int] = set()
+        for r in regions:
+            best, best_d = None, self.match_deg
+            for tid, la, lo, cls in self.prev:
+                if tid in used:
+                    continue
+                lo_now = lo + self.rate_deg_per_day(la) * days
+                d = math.hypot(r.hgs_lat - la, (r.hgs_lon - lo_now) * math.cos(math.radians(la)))
+                if d < best_d:
+                    best, best_d = (tid, cls), d
+            if best is None:
+                r.track_id = self.next_id
+                self.next_id += 1
+                prior[r.track_id] = None
+            else:
+                r.track_id = best[0]
+                used.add(best[0])
+                prior[r.track_id] = best[1]
+        self.prev = [(r.track_id or 0, r.hgs_lat, r.hgs_lon, r.mtwilson) for r in regions]
+        self.prev_time = t
+        return prior
+
+
+def to_json(r: DetectedRegion) -> dict[str, Any]:
+    """The public fields of a detection."""
+    return {k: v for k, v in asdict(r).items() if not k.startswith("_")}

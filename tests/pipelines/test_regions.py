@@ -1,0 +1,133 @@
+"""Active regions: preprocessing, detection on synthetic disks, rule classes on real SHARPs, tracking, CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from heliowatch.daemon.errors import UsageError
+from heliowatch.daemon.service import demo_archive_path
+from heliowatch.models.synthetic.fitsout import write_fits
+from heliowatch.models.synthetic.magnetogram import RegionSpec, synth_magnetogram
+from heliowatch.pipelines.regions import Tracker, classify_regions, detect, preprocess
+
+T = dt.datetime(2014, 1, 7, 12, tzinfo=dt.UTC)
+SPECS = [RegionSpec("beta", -14, -25), RegionSpec("beta-delta", 10, 30), RegionSpec("alpha", 15, -50), RegionSpec("gamma", 20, 5)]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "heliowatch.daemon.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def disk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    d = tmp_path_factory.mktemp("disk")
+    data, hdr, truth = synth_magnetogram(T, SPECS, size=1024, seed=4)
+    path = d / "disk.fits"
+    write_fits(path, data, hdr)
+    return path, truth
+
+
+def test_detects_every_region_at_its_position_and_box(disk: tuple[Path, dict]) -> None:
+    path, truth = disk
+    frame = preprocess(path)
+    assert frame.rot_k == 2 and frame.factor == 1  # HMI-like CROTA2 = 180 is turned north up
+    regions = detect(frame)
+    assert len(regions) == len(SPECS)
+    for t in truth["regions"]:
+        r = min(regions, key=lambda r: np.hypot(r.hgs_lat - t["hgs_lat"], r.hgs_lon - t["hgs_lon"]))
+        assert abs(r.hgs_lat - t["hgs_lat"]) < 2 and abs(r.hgs_lon - t["hgs_lon"]) < 3
+        # Boxes are in the file's pixel grid, like the truth's.
+        x0, y0, x1, y1 = r.bbox_px
+        tx0, ty0, tx1, ty1 = t["bbox_px"]
+        inter = max(0, min(x1, tx1) - max(x0, tx0)) * max(0, min(y1, ty1) - max(y0, ty0))
+        union = (x1 - x0) * (y1 - y0) + (tx1 - tx0) * (ty1 - ty0) - inter
+        assert tx0 <= (x0 + x1) / 2 <= tx1 and ty0 <= (y0 + y1) / 2 <= ty1
+        # Truth boxes cover the region's own field above 100 G (faint plage included); detection
+        # sees the smoothed, noisy field, so boxes overlap rather than coincide.
+        assert inter / union > 0.25
+        assert r.usflux_mx == pytest.approx(t["usflux_mx"], rel=0.5)
+        assert r.hgc_lon == pytest.approx((r.hgs_lon + truth["image"]["l0_deg"]) % 360, abs=0.01)
+
+
+def test_rule_classes_on_the_synthetic_disk(disk: tuple[Path, dict]) -> None:
+    frame = preprocess(disk[0])
+    regions = detect(frame)
+    classify_regions(frame, regions)
+    by_pos = {(round(r.hgs_lat / 5), round(r.hgs_lon / 5)): r for r in regions}
+    beta = min(regions, key=lambda r: abs(r.hgs_lat + 14) + abs(r.hgs_lon + 25))
+    assert beta.mtwilson == "beta"
+    # (Delta detection is asserted on real SHARP patches below; on this synthetic disk the rule
+    # baseline misses the beta-delta, one of its known errors: docs/evaluation.md.)
+    for r in by_pos.values():
+        assert sum(r.class_probs.values()) == pytest.approx(1, abs=1e-3) and r.class_probs[r.mtwilson] == max(
+            r.class_probs.values()
+        )
+
+
+def test_real_sharp_classes_against_noaa_srs() -> None:
+    p = cli("classify", "--json", *map(str, sorted((demo_archive_path() / "sharp").glob("*.Br.fits"))))
+    assert p.returncode == 0, p.stderr
+    got = {(o["harpnum"], o["file"].split(".")[3][:8]): o["mtwilson"] for o in json.loads(p.stdout)}
+    assert got[(377, "20110215")] == "beta-gamma-delta"  # SRS: Beta-Gamma-Delta
+    assert got[(7115, "20170901")] == "alpha"  # SRS: Alpha
+    assert "delta" in got[(7115, "20170906")]  # SRS: Beta-Gamma-Delta
+
+
+def test_tracking_keeps_ids_across_rotation(tmp_path: Path) -> None:
+    tr = Tracker()
+    ids = []
+    for k, hours in enumerate((0, 12, 24)):
+        t = T + dt.timedelta(hours=hours)
+        specs = [RegionSpec(s.mtwilson, s.lat, s.lon + 13.2 * hours / 24) for s in SPECS[:2]]
+        data, hdr, _ = synth_magnetogram(t, specs, size=512, seed=9, noise_seed=k)
+        write_fits(tmp_path / f"f{k}.fits", data, hdr)
+        frame = preprocess(tmp_path / f"f{k}.fits")
+        regions = detect(frame)
+        classify_regions(frame, regions)
+        prior = tr.update(regions, frame.t_rec_utc)
+        ids.append({r.track_id for r in regions})
+        if k:
+            assert prior[1] is not None and prior[2] is not None  # both regions recognised from the frame before
+    # The two regions keep ids 1 and 2 over a day of differential rotation (the detector may add a
+    # fragment of a region near the limb as a new track).
+    assert all({1, 2} <= s for s in ids)
+
+
+@pytest.mark.parametrize("case", ["not-magnetogram", "wrong-units", "all-nan", "truncated"])
+def test_bad_input_is_one_line_and_no_product(tmp_path: Path, disk: tuple[Path, dict], case: str) -> None:
+    src = disk[0]
+    bad = tmp_path / "bad.fits"
+    with fits.open(src) as h:
+        data, hdr = h[1].data.astype(np.float32), h[1].header.copy()
+    if case == "not-magnetogram":
+        bad = demo_archive_path() / "sharp" / "hmi.sharp_cea_720s.377.20110215_020000_TAI.Br.fits"
+    elif case == "wrong-units":
+        hdr["BUNIT"] = "DN/s"
+        fits.writeto(bad, data, hdr)
+    elif case == "all-nan":
+        fits.writeto(bad, np.full_like(data, np.nan), hdr)
+    else:
+        bad.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with pytest.raises(UsageError):
+        preprocess(bad)
+    p = cli("detect", str(bad), "--json")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and p.stdout == ""
+
+
+def test_detect_cli_json_schema_and_quicklook(disk: tuple[Path, dict], tmp_path: Path) -> None:
+    png = tmp_path / "q.png"
+    p = cli("detect", str(disk[0]), "--json", "--quicklook", str(png))
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert {"regions", "model"} <= set(out) and len(out["regions"]) == len(SPECS)
+    for r in out["regions"]:
+        assert {"id", "bbox_px", "hgs_lat", "hgs_lon", "mtwilson", "class_probs", "confidence", "usflux_mx"} <= set(r)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 30_000
