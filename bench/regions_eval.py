@@ -49,7 +49,11 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
             used: set[int] = set()
             for tru in truth["regions"]:
-                cands = [(float(np.hypot(r.hgs_lat - tru["hgs_lat"], r.hgs_lon - tru["hgs_lon"])), r) for r in regions if r.id not in used]
+                cands = [
+                    (float(np.hypot(r.hgs_lat - tru["hgs_lat"], r.hgs_lon - tru["hgs_lon"])), r)
+                    for r in regions
+                    if r.id not in used
+                ]
                 cands = [c for c in cands if c[0] < 5]
                 if cands:
                     _, best = min(cands, key=lambda c: c[0])

@@ -133,7 +133,7 @@ class DaemonConfig:
     @property
     def outputs(self) -> Path:
         """The resolved output directory."""
-        return self.output_dir if str(self.output_dir) not in ("", ".") else self.state_dir / "outputs"
+        return self.output_dir if _is_set(self.output_dir) else self.state_dir / "outputs"
 
 
 @dataclass(frozen=True)
@@ -339,20 +339,17 @@ class Config:
     @property
     def export_dir(self) -> Path:
         """Where ONNX exports live."""
-        d = self.models.export_dir
-        return d if str(d) not in ("", ".") else self.daemon.state_dir / "models"
+        return self.models.export_dir if _is_set(self.models.export_dir) else self.daemon.state_dir / "models"
 
     @property
     def maildir(self) -> Path:
         """Where maildir alerts go."""
-        d = self.alerts.maildir
-        return d if str(d) not in ("", ".") else self.daemon.state_dir / "maildir"
+        return self.alerts.maildir if _is_set(self.alerts.maildir) else self.daemon.state_dir / "maildir"
 
     @property
     def trt_cache_dir(self) -> Path:
         """Where TensorRT engines live."""
-        d = self.models.trt_cache_dir
-        return d if str(d) not in ("", ".") else self.export_dir / "trt"
+        return self.models.trt_cache_dir if _is_set(self.models.trt_cache_dir) else self.export_dir / "trt"
 
     @property
     def state_url(self) -> str:
@@ -488,6 +485,23 @@ def default_config_text() -> str:
     return resources.files("heliowatch.daemon").joinpath("default_config.toml").read_text()
 
 
+def _is_set(p: Path) -> bool:
+    """An empty path in the config means "the default"."""
+    return str(p) not in ("", ".")
+
+
+def _read_credential(file: Path, environ: Mapping[str, str], key: tuple[str, ...]) -> Secret | None:
+    """A secret from a file; relative names are read from ``$CREDENTIALS_DIRECTORY`` (systemd)."""
+    if not _is_set(file):
+        return None
+    cred = file if file.is_absolute() else Path(environ.get("CREDENTIALS_DIRECTORY", "")) / file
+    try:
+        return Secret(cred.read_text().strip())
+    except OSError as e:
+        msg = f"cannot read {cred}: {e.strerror}"
+        raise ConfigError(msg, key) from e
+
+
 def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None = None) -> Config:
     """Load, merge and validate the configuration.
 
@@ -524,26 +538,14 @@ def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None =
             raise ConfigError(msg) from e
     _merge(data, _env_overrides(environ))
     cfg: Config = _build(Config, data, ())
-    email_file = cfg.jsoc.email_file
-    if str(email_file) not in ("", "."):
-        cred = Path(environ.get("CREDENTIALS_DIRECTORY", "")) / email_file if not email_file.is_absolute() else email_file
-        try:
-            secret = Secret(cred.read_text().strip())
-        except OSError as e:
-            msg = f"cannot read {cred}: {e.strerror}"
-            raise ConfigError(msg, ("jsoc", "email_file")) from e
+    secret = _read_credential(cfg.jsoc.email_file, environ, ("jsoc", "email_file"))
+    if secret is not None:
         problem = _email(secret)
         if problem:
             raise ConfigError(problem, ("jsoc", "email_file"))
         cfg = cfg.replace(jsoc={"email": secret})
-    pw_file = cfg.alerts.smtp.password_file
-    if str(pw_file) not in ("", "."):
-        cred = Path(environ.get("CREDENTIALS_DIRECTORY", "")) / pw_file if not pw_file.is_absolute() else pw_file
-        try:
-            pw = Secret(cred.read_text().strip())
-        except OSError as e:
-            msg = f"cannot read {cred}: {e.strerror}"
-            raise ConfigError(msg, ("alerts", "smtp", "password_file")) from e
+    pw = _read_credential(cfg.alerts.smtp.password_file, environ, ("alerts", "smtp", "password_file"))
+    if pw is not None:
         cfg = dataclasses.replace(
             cfg, alerts=dataclasses.replace(cfg.alerts, smtp=dataclasses.replace(cfg.alerts.smtp, password=pw))
         )
