@@ -110,6 +110,7 @@ class FlareJob:
         events = self.events.events() if self.events is not None else None
         history = EventHistory(events) if events is not None else None
         regions = [self.forecaster.forecast_region(inp, history, issue_time) for inp in inputs]
+        self._attach_classes(regions)
         day_dir = self.out / issue_time.strftime("%Y-%m-%d")
         for inp, r in zip(inputs, regions, strict=True):
             if inp.patch is None or not self.cnn_model:
@@ -149,6 +150,20 @@ class FlareJob:
             export=str(paths[0]),
         )
         return fd
+
+    def _attach_classes(self, regions: list[Any]) -> None:
+        """Give each forecast region the Mt. Wilson class of the detected region at its place and time."""
+        if self.store is None:
+            return
+        from heliowatch.pipelines.regions import match_position  # noqa: PLC0415
+
+        detected = [p["payload"] for p in self.store.latest("region", limit=300)]
+        for r in regions:
+            if r.hgs_lat is None or r.hgs_lon is None:
+                continue
+            hit = match_position(r.hgs_lat, r.hgs_lon, r.t_rec_utc, detected)
+            if hit is not None:
+                r.mtwilson = str(hit.get("mtwilson", ""))
 
     def _explain(self, inp: Any, r: Any, out_dir: Path) -> None:
         from heliowatch.models.flares.cnn import occlusion_map, prepare_patch, save_occlusion_png  # noqa: PLC0415
@@ -197,6 +212,15 @@ class FlareJob:
                     if v is not None:
                         pos.add_metric([str(r.harpnum or ""), str(r.noaa_ar or ""), coord], v)
             fams.append(pos)
+            cls = GaugeMetricFamily(
+                "heliowatch_region_class_info",
+                "1 for each region's Mt. Wilson class (rule-based baseline)",
+                labels=["harpnum", "noaa_ar", "mtwilson"],
+            )
+            for r in fd.regions:
+                if r.mtwilson:
+                    cls.add_metric([str(r.harpnum or ""), str(r.noaa_ar or ""), r.mtwilson], 1.0)
+            fams.append(cls)
             d = GaugeMetricFamily(
                 "heliowatch_flare_full_disk_probability", "Full-disk P(flare >= level in 24 h)", labels=["level"]
             )

@@ -93,6 +93,7 @@ class RegionForecast:
     contributions: dict[str, float] = field(default_factory=dict)
     cnn: dict[str, Any] | None = None
     occlusion_png: str | None = None
+    mtwilson: str = ""  # from the regions product at the same place and time, if any
 
 
 @dataclass

@@ -35,7 +35,7 @@ from heliowatch.daemon.errors import DataRejected, UsageError
 from heliowatch.models import measures
 from heliowatch.models.synthetic.regions import MTWILSON_CLASSES
 
-__all__ = ["DetectedRegion", "Frame", "Tracker", "classify_rules", "detect", "preprocess"]
+__all__ = ["DetectedRegion", "Frame", "Tracker", "classify_rules", "detect", "match_position", "preprocess"]
 
 _GAUSS_UNITS = {"gauss", "g", "mx/cm^2", "mx/cm2", "mx cm-2"}
 
@@ -365,6 +365,35 @@ class Tracker:
         self.prev = [(r.track_id or 0, r.hgs_lat, r.hgs_lon, r.mtwilson) for r in regions]
         self.prev_time = t
         return prior
+
+
+def match_position(
+    lat: float,
+    lon: float,
+    t_utc: str,
+    candidates: list[dict[str, Any]],
+    *,
+    max_deg: float = 5.0,
+    max_hours: float = 3.0,
+) -> dict[str, Any] | None:
+    """The candidate (with ``hgs_lat``, ``hgs_lon``, ``t_rec_utc``) nearest a position, after
+    rotating it differentially to ``t_utc``; None when none is within ``max_deg`` and ``max_hours``.
+
+    Used to join detections with SHARP/NOAA regions: HARP numbers differ between NRT and
+    definitive series, so regions are joined on position and time, never on HARPNUM.
+    """
+    t = dt.datetime.fromisoformat(t_utc.replace("Z", "+00:00"))
+    best, best_d = None, max_deg
+    for c in candidates:
+        tc = dt.datetime.fromisoformat(str(c["t_rec_utc"]).replace("Z", "+00:00"))
+        hours = (t - tc).total_seconds() / 3600
+        if abs(hours) > max_hours:
+            continue
+        lon_now = c["hgs_lon"] + Tracker.rate_deg_per_day(c["hgs_lat"]) * hours / 24
+        d = math.hypot(lat - c["hgs_lat"], (lon - lon_now) * math.cos(math.radians(lat)))
+        if d < best_d:
+            best, best_d = c, d
+    return best
 
 
 def to_json(r: DetectedRegion) -> dict[str, Any]:

@@ -263,6 +263,16 @@ def test_readme_main_command_runs_the_demo(tmp_path: Path) -> None:
     assert first["regions"][0]["noaa_ar"] == 11158 and first["regions"][0]["p_m"] > 0.5
     assert first["regions"][0]["occlusion_png"] and Path(first["regions"][0]["occlusion_png"]).exists()
     assert first["regions"][0]["cnn"]["synthetic"] is True
+    # NOAA 11158's forecast carries the class of the region detected there on the magnetograms.
+    assert first["regions"][0]["mtwilson"] in {
+        "alpha",
+        "beta",
+        "gamma",
+        "beta-gamma",
+        "beta-delta",
+        "beta-gamma-delta",
+        "gamma-delta",
+    }
     prom = (out / "metrics.prom").read_text()
     assert 'heliowatch_flare_probability{harpnum="7115",level="M",noaa_ar="12673"}' in prom
     assert 'heliowatch_flare_verification{level="M",scope="full_disk",score="n"} 1.0' in prom

@@ -131,3 +131,17 @@ def test_detect_cli_json_schema_and_quicklook(disk: tuple[Path, dict], tmp_path:
     for r in out["regions"]:
         assert {"id", "bbox_px", "hgs_lat", "hgs_lon", "mtwilson", "class_probs", "confidence", "usflux_mx"} <= set(r)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 30_000
+
+
+def test_match_position_rotates_and_respects_time() -> None:
+    from heliowatch.pipelines.regions import match_position
+
+    cands = [
+        {"hgs_lat": -20.0, "hgs_lon": 10.0, "t_rec_utc": "2011-02-15T00:00:00Z", "mtwilson": "beta-gamma-delta"},
+        {"hgs_lat": 19.0, "hgs_lon": 43.0, "t_rec_utc": "2011-02-15T00:00:00Z", "mtwilson": "beta"},
+    ]
+    # Two hours later the southern region has rotated ~1.1 deg west.
+    hit = match_position(-20.1, 11.2, "2011-02-15T02:00:00Z", cands)
+    assert hit is not None and hit["mtwilson"] == "beta-gamma-delta"
+    assert match_position(-20.1, 11.2, "2011-02-16T02:00:00Z", cands) is None  # too long ago
+    assert match_position(0.0, -60.0, "2011-02-15T01:00:00Z", cands) is None  # nothing near
