@@ -231,6 +231,9 @@ class ModelsConfig:
     fp16: bool = _opt(True, "let TensorRT build FP16 engines (through ModelOpt) where possible")
     torch_compile: bool = _opt(False, "torch.compile the torch backends")
     max_batch: int = _opt(0, "batch limit per inference call; 0 means the model's profile maximum", _range(0, 4096))
+    region_classifier: str = _opt(
+        "rules", "Mt. Wilson classifier: 'rules' (measures) or 'cnn' (the region-classifier model)", _choice("cnn", "rules")
+    )
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,8 @@ class Daemon:
         self.http: Any = None
         self.quicklook: Path | None = None
         self.tracker: Any = None
+        self.region_cnn: Any = None
+        self.region_model = ""
         self._clock: Callable[[], float] = time.time
 
     # -- set-up -----------------------------------------------------------------------------
@@ -272,13 +274,19 @@ class Daemon:
         from heliowatch.pipelines.regions import Tracker, classify_regions, detect, preprocess, to_json  # noqa: PLC0415
 
         if self.tracker is None:
+            from heliowatch.pipelines.regions import region_classifier  # noqa: PLC0415
+
             self.tracker = Tracker()
+            m = self.cfg.models
+            self.region_cnn, self.region_model = region_classifier(
+                m.region_classifier, export_dir=self.cfg.export_dir, metrics=self.metrics, backend=m.backend
+            )
         for fr in sorted(frames, key=lambda f: f.record.t_rec_utc):
             seg = next(iter(fr.paths.values()))
             try:
                 frame = preprocess(seg)
                 regions = detect(frame)
-                classify_regions(frame, regions)
+                classify_regions(frame, regions, cnn=self.region_cnn)
                 prior = self.tracker.update(regions, frame.t_rec_utc)
                 name = f"regions-{frame.t_rec_utc[:19].replace(':', '')}.png"
                 png = render_magnetogram(seg, self.outputs / "quicklook" / name, regions=regions, frame=frame)

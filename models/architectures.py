@@ -22,7 +22,7 @@ import itertools
 import torch
 from torch import nn
 
-__all__ = ["EmergenceFCN", "FlareCNN1", "FlareCNN2", "Inception", "JetConvLSTM"]
+__all__ = ["EmergenceFCN", "FlareCNN1", "FlareCNN2", "Inception", "JetConvLSTM", "RegionClassifier"]
 
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:
@@ -135,3 +135,28 @@ class JetConvLSTM(nn.Module):
         f = torch.relu(self.proj(f.mean(dim=(2, 3)))).reshape(b, t, -1)
         out, _ = self.lstm(f)
         return torch.sigmoid(self.head(out[:, -1]))
+
+
+class RegionClassifier(nn.Module):
+    """GoogLeNet-style Mt. Wilson classifier of a region crop (Oliveira & Gradvohl 2020's choice).
+
+    Input ``(B, 1, 64, 64)``: the radial field (B_LOS / mu) of a region, north up, in kG,
+    hemisphere-normalised (southern regions sign-inverted so the leading polarity is the same),
+    at 2"/px (HMI binned 4x). Output ``(B, 7)``: probabilities of the classes in
+    :data:`heliowatch.models.synthetic.regions.SYNTH_CLASSES` order.
+    """
+
+    def __init__(self, width: int = 16, classes: int = 7) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(_conv(1, w, 5), nn.MaxPool2d(2))
+        self.inc1 = Inception(w, w, w, w // 2, w // 2)
+        self.inc2 = Inception(self.inc1.out_channels, w, 2 * w, w // 2, w // 2)
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(self.inc2.out_channels, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (softmax)."""
+        x = self.pool(self.inc1(self.stem(x)))
+        x = self.pool(self.inc2(x))
+        return torch.softmax(self.head(x.mean(dim=(2, 3), keepdim=True)), dim=1)

@@ -63,6 +63,12 @@ def _emergence() -> Any:
     return EmergenceFCN()
 
 
+def _region_cls() -> Any:
+    from heliowatch.models.architectures import RegionClassifier  # noqa: PLC0415
+
+    return RegionClassifier()
+
+
 def _jets() -> Any:
     from heliowatch.models.architectures import JetConvLSTM  # noqa: PLC0415
 
@@ -116,6 +122,20 @@ MODELS: dict[str, ModelSpec] = {
             reference="Dhuri, Hanasoge, Birch & Schunker 2020, ApJ 903:27",
             architecture_notes="five 3x3 conv(BN,ReLU) layers (32-64-64-64-32), 1x1 conv head, per-pixel sigmoid",
             init_seed=103,
+        ),
+        ModelSpec(
+            name="region-classifier",
+            version="0.1.0",
+            factory=_region_cls,
+            example_shape=(1, 1, 64, 64),
+            dynamic={0: ("batch", 1, 16, 64)},
+            input_name="crop",
+            units="radial field B_LOS/mu in kG, north up, southern regions sign-inverted (Hale)",
+            plate_scale='64x64 at 2"/px (HMI 0.5"/px binned 4x), centred on the region\'s flux centroid',
+            description="Mt. Wilson class of an active-region crop (7 classes)",
+            reference="Oliveira & Gradvohl 2020 (GoogLeNet classifier); inception modules after Szegedy et al. 2015",
+            architecture_notes="conv stem (16), two inception modules with max-pooling, GAP, dropout 0.3, softmax over 7 classes",
+            init_seed=105,
         ),
         ModelSpec(
             name="jet-convlstm",

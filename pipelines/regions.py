@@ -35,7 +35,7 @@ from heliowatch.daemon.errors import DataRejected, UsageError
 from heliowatch.models import measures
 from heliowatch.models.synthetic.regions import MTWILSON_CLASSES
 
-__all__ = ["DetectedRegion", "Frame", "Tracker", "classify_rules", "detect", "match_position", "preprocess"]
+__all__ = ["DetectedRegion", "Frame", "Tracker", "classify_rules", "detect", "match_position", "preprocess", "region_classifier"]
 
 _GAUSS_UNITS = {"gauss", "g", "mx/cm^2", "mx/cm2", "mx cm-2"}
 
@@ -311,8 +311,13 @@ def classify_rules(
     return max(probs, key=lambda k: probs[k]), probs, m
 
 
-def classify_regions(frame: Frame, regions: list[DetectedRegion]) -> None:
-    """Classify every detected region in place (on the frame's radial field)."""
+def classify_regions(frame: Frame, regions: list[DetectedRegion], *, cnn: Any = None) -> None:
+    """Classify every detected region in place (on the frame's radial field).
+
+    With ``cnn`` (a :class:`~heliowatch.models.runtime.runtime.Runtime` of ``region-classifier``)
+    the CNN's probabilities decide and the rules' class is kept in ``measures``; otherwise the
+    rules decide.
+    """
     mu = np.nan_to_num(frame.geo.mu)
     br = np.where(mu > 0.1, np.nan_to_num(frame.data) / np.maximum(mu, 0.1), 0.0)
     # Degrees per pixel on the sphere: the pixel's side in Mm / 12.15 Mm per degree.
@@ -322,6 +327,15 @@ def classify_regions(frame: Frame, regions: list[DetectedRegion]) -> None:
         sl = r._slices
         cls, probs, m = classify_rules(br[sl], deg[sl], np.nan_to_num(frame.geo.area_cm2[sl]), mask=r._mask)
         r.mtwilson, r.class_probs, r.measures = cls, probs, {k: round(v, 4) for k, v in m.items()}
+    if cnn is not None and regions:
+        from heliowatch.models.region_cnn import region_crops  # noqa: PLC0415
+        from heliowatch.models.synthetic.regions import SYNTH_CLASSES  # noqa: PLC0415
+
+        p = cnn.predict(region_crops(frame, regions))
+        for r, row in zip(regions, p, strict=True):
+            r.measures["rules_class"] = r.mtwilson  # type: ignore[assignment]
+            r.class_probs = {c: round(float(v), 4) for c, v in zip(SYNTH_CLASSES, row, strict=True)}
+            r.mtwilson = max(r.class_probs, key=lambda c: r.class_probs[c])
 
 
 class Tracker:
@@ -365,6 +379,21 @@ class Tracker:
         self.prev = [(r.track_id or 0, r.hgs_lat, r.hgs_lon, r.mtwilson) for r in regions]
         self.prev_time = t
         return prior
+
+
+def region_classifier(kind: str, *, export_dir: Path, metrics: Any = None, backend: str = "auto") -> tuple[Any, str]:
+    """The CNN runtime when asked for and trained, else None; and a description for products."""
+    from heliowatch.models import registry  # noqa: PLC0415
+
+    card = registry.load_card("region-classifier")
+    trained = card.get("training", {}).get("kind", "none") != "none"
+    if kind != "cnn" or not trained:
+        return None, "rules on field measures (heuristic probabilities)"
+    from heliowatch.models.runtime.runtime import Runtime  # noqa: PLC0415
+
+    rt = Runtime("region-classifier", export_dir=export_dir, metrics=metrics, backend=backend)
+    tag = "synthetic-trained" if card["training"].get("synthetic") else "real-data"
+    return rt, f"region-classifier {card['version']} CNN ({tag})"
 
 
 def match_position(

@@ -17,15 +17,19 @@ _METHOD = {"detector": "smart-like physics baseline", "classifier": "rules (heur
 
 
 def _cmd_detect(a: argparse.Namespace) -> int:
-    from heliowatch.pipelines.regions import classify_regions, detect, preprocess, to_json  # noqa: PLC0415
+    from heliowatch.daemon.config import load_config  # noqa: PLC0415
+    from heliowatch.pipelines.regions import classify_regions, detect, preprocess, region_classifier, to_json  # noqa: PLC0415
 
     p = Path(a.fits)
     if not p.exists():
         msg = f"{p} does not exist"
         raise UsageError(msg)
+
+    cfg = load_config(Path(a.config) if a.config else None)
+    cnn, model = region_classifier(a.classifier or cfg.models.region_classifier, export_dir=cfg.export_dir)
     frame = preprocess(p)
     regions = detect(frame)
-    classify_regions(frame, regions)
+    classify_regions(frame, regions, cnn=cnn)
     if a.quicklook:
         from heliowatch.pipelines.quicklook import render_magnetogram  # noqa: PLC0415
 
@@ -33,7 +37,12 @@ def _cmd_detect(a: argparse.Namespace) -> int:
     if a.json:
         print(
             json.dumps(
-                {"file": str(p), "t_rec_utc": frame.t_rec_utc, "regions": [to_json(r) for r in regions], "model": _METHOD},
+                {
+                    "file": str(p),
+                    "t_rec_utc": frame.t_rec_utc,
+                    "regions": [to_json(r) for r in regions],
+                    "model": {**_METHOD, "classifier": model},
+                },
                 indent=2,
             )
         )
@@ -46,10 +55,15 @@ def _cmd_detect(a: argparse.Namespace) -> int:
 
 
 def _cmd_classify(a: argparse.Namespace) -> int:
+    from heliowatch.daemon.config import load_config  # noqa: PLC0415
     from heliowatch.models import measures  # noqa: PLC0415
+    from heliowatch.models.region_cnn import crop  # noqa: PLC0415
+    from heliowatch.models.synthetic.regions import SYNTH_CLASSES  # noqa: PLC0415
     from heliowatch.pipelines.flares import read_sharp_record  # noqa: PLC0415
-    from heliowatch.pipelines.regions import classify_rules  # noqa: PLC0415
+    from heliowatch.pipelines.regions import classify_rules, region_classifier  # noqa: PLC0415
 
+    cfg = load_config(Path(a.config) if a.config else None)
+    cnn, model = region_classifier(a.classifier or cfg.models.region_classifier, export_dir=cfg.export_dir)
     out = []
     for f in a.files:
         p = Path(f)
@@ -63,6 +77,14 @@ def _cmd_classify(a: argparse.Namespace) -> int:
         mu = math.cos(math.radians(inp.lat or 0)) * math.cos(math.radians(inp.lon or 0))
         br = inp.patch / max(mu, 0.1)
         cls, probs, m = classify_rules(br, 0.03, measures.cea_pixel_area_cm2(0.03))
+        if cnn is not None:
+            # The CNN's plate scale: 0.12 deg/px (~2"/px at disk centre) = the CEA patch binned 4x.
+            h, w = br.shape[0] // 4 * 4, br.shape[1] // 4 * 4
+            b4 = br[:h, :w].reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
+            row = cnn.predict(crop(b4, b4.shape[0] / 2, b4.shape[1] / 2, inp.lat or 0.0)[None, None])[0]
+            m["rules_class"] = cls
+            probs = {c: round(float(v), 4) for c, v in zip(SYNTH_CLASSES, row, strict=True)}
+            cls = max(probs, key=lambda c: probs[c])
         out.append(
             {
                 "file": str(p),
@@ -70,8 +92,8 @@ def _cmd_classify(a: argparse.Namespace) -> int:
                 "noaa_ar": inp.noaa_ar,
                 "mtwilson": cls,
                 "class_probs": probs,
-                "measures": {k: round(v, 4) for k, v in m.items()},
-                "model": _METHOD,
+                "measures": {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()},
+                "model": {**_METHOD, "classifier": model},
             }
         )
     if a.json:
@@ -89,11 +111,13 @@ def add_region_parsers(sub: Any) -> None:
     d.add_argument("fits")
     d.add_argument("--json", action="store_true")
     d.add_argument("--quicklook", metavar="PNG", help="also write the annotated quicklook here")
+    d.add_argument("--classifier", choices=["cnn", "rules"], help="default: models.region_classifier of the config")
     d.set_defaults(func=_cmd_detect)
     c = sub.add_parser("classify", help="Mt. Wilson class of region cutouts (SHARP CEA patches)")
     c.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
     c.add_argument("files", nargs="+")
     c.add_argument("--json", action="store_true")
+    c.add_argument("--classifier", choices=["cnn", "rules"], help="default: models.region_classifier of the config")
     c.set_defaults(func=_cmd_classify)
 
 

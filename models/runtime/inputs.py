@@ -53,6 +53,15 @@ def real_inputs(name: str) -> tuple[np.ndarray, str]:
             d = -d[::-1]  # hemisphere normalisation, as the flare CNNs' inputs
         x = pad_to_canvas(d / 1000.0, spec.example_shape[2:])
         return x[None, None].astype(np.float32), "real SHARP LOS, HARP 377 (NOAA 11158) 2011-02-15 02:00 TAI"
+    if name == "region-classifier":
+        from heliowatch.models.region_cnn import crop  # noqa: PLC0415
+
+        f = read_fits(demo_archive_path() / "sharp" / "hmi.sharp_cea_720s.377.20110215_020000_TAI.Br.fits")
+        d = np.nan_to_num(f.data.astype(np.float64))
+        d = d[: d.shape[0] // 4 * 4, : d.shape[1] // 4 * 4].reshape(d.shape[0] // 4, 4, d.shape[1] // 4, 4).mean(axis=(1, 3))
+        # CEA rows increase with latitude, as in the north-up full-disk frames; 0.12 deg/px ~ 2"/px.
+        c = crop(d, d.shape[0] / 2, d.shape[1] / 2, float(f.keyword("LAT_FWT") or 0))
+        return c[None, None], "real SHARP Br, HARP 377 (NOAA 11158), binned 4x"
     if name.startswith("emergence"):
         from heliowatch.models.synthetic.emergence import synth_emergence  # noqa: PLC0415
 

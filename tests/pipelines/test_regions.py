@@ -145,3 +145,22 @@ def test_match_position_rotates_and_respects_time() -> None:
     assert hit is not None and hit["mtwilson"] == "beta-gamma-delta"
     assert match_position(-20.1, 11.2, "2011-02-16T02:00:00Z", cands) is None  # too long ago
     assert match_position(0.0, -60.0, "2011-02-15T01:00:00Z", cands) is None  # nothing near
+
+
+def test_cnn_classifier_runs_through_the_runtime(disk: tuple[Path, dict], tmp_path: Path) -> None:
+    p = cli("detect", str(disk[0]), "--json", "--classifier", "cnn")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert "CNN (synthetic-trained)" in out["model"]["classifier"]
+    for r in out["regions"]:
+        assert sum(r["class_probs"].values()) == pytest.approx(1, abs=1e-3)
+        assert r["measures"]["rules_class"]  # the rules' answer is kept beside the CNN's
+    c = cli(
+        "classify",
+        "--json",
+        "--classifier",
+        "cnn",
+        str(demo_archive_path() / "sharp" / "hmi.sharp_cea_720s.377.20110215_020000_TAI.Br.fits"),
+    )
+    assert c.returncode == 0, c.stderr
+    assert json.loads(c.stdout)[0]["model"]["classifier"].startswith("region-classifier")
