@@ -28,7 +28,7 @@ from heliowatch.daemon.config import Config
 from heliowatch.daemon.errors import ConfigError, SourceUnavailable, UsageError
 from heliowatch.daemon.logs import get_logger
 from heliowatch.daemon.metrics import Metrics
-from heliowatch.daemon.state import StateStore
+from heliowatch.daemon.state import StateStore, utcnow_iso
 from heliowatch.pipelines.ingest import IngestedFrame, Ingestor, PollResult, Source
 from heliowatch.pipelines.jsoc import JsocClient, RetryPolicy
 
@@ -485,7 +485,7 @@ class Daemon:
     # -- running ----------------------------------------------------------------------------
     def run(self) -> RunSummary:
         """Run until stopped (or, with ``once``, until what is available is processed)."""
-        started = _now()
+        started = utcnow_iso()
         self._setup()
         try:
             if self.once:
@@ -593,7 +593,7 @@ class Daemon:
         metrics_file.write_bytes(self.metrics.exposition())
         summary = RunSummary(
             started_utc=started,
-            finished_utc=_now(),
+            finished_utc=utcnow_iso(),
             polls=len(self._results),
             ingested=ingested,
             skipped_quality=skipped,
@@ -611,10 +611,6 @@ class Daemon:
             self.standin.stop()
         self.state.close()
         return summary
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _version() -> str:

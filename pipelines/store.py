@@ -16,6 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from heliowatch.daemon.state import utcnow_iso
+
 __all__ = ["PRODUCTS", "ProductStore"]
 
 #: Product kinds, a bounded vocabulary (used as metric labels).
@@ -35,10 +37,6 @@ products = sa.Table(
     sa.UniqueConstraint("product", "key", name="uq_products_natural"),
 )
 sa.Index("ix_products_product_t", products.c.product, products.c.t_utc)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ProductStore:
@@ -70,7 +68,7 @@ class ProductStore:
             "t_utc": t_utc,
             "region": region,
             "payload": json.dumps(payload, default=str, sort_keys=True),
-            "created_utc": _now(),
+            "created_utc": utcnow_iso(),
         }
         with self.engine.begin() as c:
             exists = c.execute(sa.select(products.c.id).where(products.c.product == product, products.c.key == key)).first()
