@@ -15,6 +15,7 @@ gives 2.7148e22 Mx against the header's USFLUX 2.71476e22 Mx (0.01 %), and
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "RSUN_REF_M",
     "DeltaResult",
     "DiskGeometry",
+    "bin_mean",
     "cea_pixel_area_cm2",
     "delta_spots",
     "disk_geometry",
@@ -43,6 +45,33 @@ __all__ = [
 #: The photospheric radius JSOC uses (RSUN_REF), metres.
 RSUN_REF_M = 696_000_000.0
 _HEMISPHERE_CM2 = 2 * math.pi * (RSUN_REF_M * 100) ** 2
+
+
+def bin_mean(a: np.ndarray, factor: int, *, ignore_nan: bool = False) -> np.ndarray:
+    """Mean over ``factor`` x ``factor`` blocks (rows and columns that do not fill a block dropped).
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        A 2-D image.
+    factor : int
+        Block side in pixels (>= 1).
+    ignore_nan : bool
+        Average only the finite pixels of each block (``nanmean``); a block with none is NaN,
+        which is what off-limb blocks of a full-disk frame should be.
+
+    Returns
+    -------
+    numpy.ndarray
+        The binned image, ``(ny // factor, nx // factor)``.
+    """
+    h, w = a.shape[0] // factor * factor, a.shape[1] // factor * factor
+    blocks = a[:h, :w].reshape(h // factor, factor, w // factor, factor)
+    if not ignore_nan:
+        return blocks.mean(axis=(1, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks off the limb
+        return np.nanmean(blocks, axis=(1, 3))
 
 
 def cea_pixel_area_cm2(cdelt_deg: float, rsun_ref_m: float = RSUN_REF_M) -> float:
@@ -225,8 +254,7 @@ def schrijver_r(los: np.ndarray, *, rebin: int = 4, threshold_g: float = 150.0, 
     Gaussian of FWHM 10 (rebinned) pixels and used to weight |B|. Returns 0 when no
     strong-field PIL exists (as SHARP does).
     """
-    ny, nx = (los.shape[0] // rebin) * rebin, (los.shape[1] // rebin) * rebin
-    r = np.nan_to_num(los[:ny, :nx].astype(np.float64)).reshape(ny // rebin, rebin, nx // rebin, rebin).mean(axis=(1, 3))
+    r = bin_mean(np.nan_to_num(los.astype(np.float64)), rebin)
     pil = pil_mask(r, threshold_g=threshold_g).astype(np.float64)
     w = ndimage.gaussian_filter(pil, fwhm_px / 2.3548, mode="constant")
     total = float(np.sum(w * np.abs(r)))

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from heliowatch.models.measures import bin_mean
 from heliowatch.pipelines.ingest import load_frame
 
 __all__ = ["north_up", "render_magnetogram"]
@@ -36,8 +37,7 @@ def render_magnetogram(path: Path, out_png: Path, *, max_side: int = 1024, regio
     d = north_up(fits_frame.data.astype(np.float32), float(fits_frame.keyword("CROTA2", 0.0) or 0.0))
     f = max(1, int(np.ceil(max(d.shape) / max_side)))
     if f > 1:
-        h, w = d.shape[0] // f * f, d.shape[1] // f * f
-        d = np.nanmean(d[:h, :w].reshape(h // f, f, w // f, f), axis=(1, 3))
+        d = bin_mean(d, f, ignore_nan=True)
     fig, ax = plt.subplots(figsize=(7, 6.4), dpi=100)
     im = ax.imshow(d, cmap="gray", vmin=-1000, vmax=1000, origin="lower", interpolation="nearest")
     title = f"{fits_frame.keyword('TELESCOP', 'SDO/HMI')} LOS magnetogram {fits_frame.keyword('T_REC', '')} (north up)"

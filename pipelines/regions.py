@@ -115,12 +115,7 @@ def preprocess(path: Path | str, *, max_side: int = 1024) -> Frame:
         crpix1, crpix2 = nx + 1 - crpix1, ny + 1 - crpix2
     f = max(1, math.ceil(max(data.shape) / max_side))
     if f > 1:
-        h, w = data.shape[0] // f * f, data.shape[1] // f * f
-        import warnings  # noqa: PLC0415
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks off the limb
-            data = np.nanmean(data[:h, :w].reshape(h // f, f, w // f, f), axis=(1, 3))
+        data = measures.bin_mean(data, f, ignore_nan=True)
         crpix1, crpix2 = (crpix1 - 0.5) / f + 0.5, (crpix2 - 0.5) / f + 0.5
     geo = measures.disk_geometry(
         data.shape,

@@ -79,8 +79,7 @@ def _cmd_classify(a: argparse.Namespace) -> int:
         cls, probs, m = classify_rules(br, 0.03, measures.cea_pixel_area_cm2(0.03))
         if cnn is not None:
             # The CNN's plate scale: 0.12 deg/px (~2"/px at disk centre) = the CEA patch binned 4x.
-            h, w = br.shape[0] // 4 * 4, br.shape[1] // 4 * 4
-            b4 = br[:h, :w].reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
+            b4 = measures.bin_mean(br, 4)
             row = cnn.predict(crop(b4, b4.shape[0] / 2, b4.shape[1] / 2, inp.lat or 0.0)[None, None])[0]
             m["rules_class"] = cls
             probs = {c: round(float(v), 4) for c, v in zip(SYNTH_CLASSES, row, strict=True)}

@@ -32,6 +32,7 @@ import numpy as np
 
 from heliowatch.daemon.errors import UsageError
 from heliowatch.daemon.logs import get_logger
+from heliowatch.models.measures import bin_mean
 
 __all__ = ["build_dataset", "occlusion_map", "prepare_patch", "save_occlusion_png", "synth_dataset", "train_cnn"]
 
@@ -46,8 +47,7 @@ def prepare_patch(los_gauss: np.ndarray, *, cdelt_deg: float = 0.03, lat: float 
     factor = max(1, round(0.06 / cdelt_deg))
     d = np.nan_to_num(np.asarray(los_gauss, dtype=np.float64))
     if factor > 1:
-        h, w = d.shape[0] // factor * factor, d.shape[1] // factor * factor
-        d = d[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+        d = bin_mean(d, factor)
     if lat is not None and lat < 0:
         d = -d[::-1]
     return pad_to_canvas(d / 1000.0, CANVAS)

@@ -15,6 +15,7 @@ import datetime as dt
 import numpy as np
 
 from heliowatch.models import registry
+from heliowatch.models.measures import bin_mean
 
 __all__ = ["pad_to_canvas", "random_inputs", "real_inputs"]
 
@@ -48,7 +49,7 @@ def real_inputs(name: str) -> tuple[np.ndarray, str]:
     if name.startswith("flare"):
         f = read_fits(demo_archive_path() / "sharp" / "hmi.sharp_cea_720s.377.20110215_020000_TAI.magnetogram.fits")
         d = np.nan_to_num(f.data.astype(np.float64))
-        d = d[: d.shape[0] // 2 * 2, : d.shape[1] // 2 * 2].reshape(d.shape[0] // 2, 2, d.shape[1] // 2, 2).mean(axis=(1, 3))
+        d = bin_mean(d, 2)
         if (f.keyword("LAT_FWT") or 0) < 0:
             d = -d[::-1]  # hemisphere normalisation, as the flare CNNs' inputs
         x = pad_to_canvas(d / 1000.0, spec.example_shape[2:])
@@ -58,7 +59,7 @@ def real_inputs(name: str) -> tuple[np.ndarray, str]:
 
         f = read_fits(demo_archive_path() / "sharp" / "hmi.sharp_cea_720s.377.20110215_020000_TAI.Br.fits")
         d = np.nan_to_num(f.data.astype(np.float64))
-        d = d[: d.shape[0] // 4 * 4, : d.shape[1] // 4 * 4].reshape(d.shape[0] // 4, 4, d.shape[1] // 4, 4).mean(axis=(1, 3))
+        d = bin_mean(d, 4)
         # CEA rows increase with latitude, as in the north-up full-disk frames; 0.12 deg/px ~ 2"/px.
         c = crop(d, d.shape[0] / 2, d.shape[1] / 2, float(f.keyword("LAT_FWT") or 0))
         return c[None, None], "real SHARP Br, HARP 377 (NOAA 11158), binned 4x"

@@ -19,6 +19,7 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
+from heliowatch.models.measures import bin_mean
 from heliowatch.models.synthetic.ephemeris import ephemeris
 
 __all__ = ["KM_PER_ARCSEC", "synth_aia_sequence"]
@@ -31,7 +32,7 @@ _PIX_ARCSEC = 0.6
 
 def _pool(img: np.ndarray) -> np.ndarray:
     n = (img.shape[0] // _POOL) * _POOL
-    return img[:n, :n].reshape(n // _POOL, _POOL, n // _POOL, _POOL).mean(axis=(1, 3))
+    return bin_mean(img[:n, :n], _POOL)
 
 
 def synth_aia_sequence(

@@ -106,3 +106,15 @@ def test_disk_geometry_centre_limb_and_areas() -> None:
     # Pixel areas grow as 1/mu.
     m = g.mu > 0.3
     assert np.allclose(g.area_cm2[m] * g.mu[m], g.area_cm2[c, c], rtol=0.01)
+
+
+def test_bin_mean_drops_the_ragged_edge_and_leaves_off_limb_blocks_nan() -> None:
+    a = np.arange(7 * 9, dtype=np.float64).reshape(7, 9)
+    b = measures.bin_mean(a, 3)
+    assert b.shape == (2, 3)
+    assert b[1, 2] == a[3:6, 6:9].mean()
+    a[:3, :3] = np.nan
+    a[4, 4] = np.nan
+    c = measures.bin_mean(a, 3, ignore_nan=True)  # no RuntimeWarning: pytest runs with -W error
+    assert np.isnan(c[0, 0])
+    assert c[1, 1] == np.nanmean(a[3:6, 3:6])
