@@ -37,16 +37,11 @@ SRS_20110215 = [
 ]
 
 
-def _rotation_deg_per_day(lat: float) -> float:
-    """Snodgrass & Ulrich (1990) synodic-ish rate, deg/day, for moving regions between frames."""
-    s2 = math.sin(math.radians(lat)) ** 2
-    return 14.71 - 2.39 * s2 - 1.78 * s2 * s2 - 0.986  # sidereal minus Earth's orbital rate
-
-
 def main() -> None:
     from heliowatch.models.synthetic.aia import synth_aia_sequence
     from heliowatch.models.synthetic.fitsout import write_fits
     from heliowatch.models.synthetic.magnetogram import RegionSpec, synth_magnetogram
+    from heliowatch.pipelines.regions import Tracker
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "pipelines" / "data" / "demo_archive")
@@ -58,7 +53,7 @@ def main() -> None:
         t = ref.replace(hour=1, minute=0) + dt.timedelta(minutes=minute)
         days = (t - ref).total_seconds() / 86400
         regions = [
-            RegionSpec(cls, lat, lon + _rotation_deg_per_day(lat) * days, size=max(0.35, min(1.2, math.sqrt(area / 300))))
+            RegionSpec(cls, lat, lon + Tracker.rate_deg_per_day(lat) * days, size=max(0.35, min(1.2, math.sqrt(area / 300))))
             for _, lat, lon, cls, area in SRS_20110215
         ]
         data, header, truth = synth_magnetogram(
