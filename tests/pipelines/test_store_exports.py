@@ -14,15 +14,21 @@ from heliowatch.pipelines.exports import VOE_NS, hek_event, voevent_xml, write_e
 from heliowatch.pipelines.store import ProductStore
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'p.sqlite'}"
+@pytest.fixture
+def pg_url() -> str:
     url = os.environ.get("HELIOWATCH_TEST_PG_URL")
     if not url:
         if os.environ.get("CI"):
             pytest.fail("CI must provide HELIOWATCH_TEST_PG_URL (.ci/run starts Debian's PostgreSQL)")
         pytest.skip("no PostgreSQL here (set HELIOWATCH_TEST_PG_URL; CI does)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'p.sqlite'}"
+    url: str = request.getfixturevalue("pg_url")
     import sqlalchemy as sa
 
     eng = sa.create_engine(url)
@@ -55,12 +61,10 @@ def _exercise_store(s: ProductStore) -> None:
         s.put("weather", "k", "t", {})
 
 
-def test_state_database_runs_on_postgresql_too(store_url: str) -> None:
+def test_state_database_runs_on_postgresql_too(pg_url: str) -> None:
     from heliowatch.daemon.state import FrameRecord, StateStore
 
-    if store_url.startswith("sqlite"):
-        pytest.skip("covered by the SQLite state tests")
-    st = StateStore(store_url)
+    st = StateStore(pg_url)
     import sqlalchemy as sa
 
     try:
