@@ -36,6 +36,7 @@ __all__ = [
     "LoggingConfig",
     "MetricsConfig",
     "ModelsConfig",
+    "RegionsConfig",
     "ReplayConfig",
     "ScheduleConfig",
     "Secret",
@@ -256,6 +257,21 @@ class FlaresConfig:
     verification_days: float = _opt(90.0, "window of the rolling verification scores", _positive)
 
 
+@dataclass(frozen=True)
+class RegionsConfig:
+    """[regions]: the active-region product."""
+
+    srs_source: str = _opt(
+        "replay",
+        "NOAA SRS for NOAA numbers and classes: 'replay' (the archive's srs/), 'dir', 'swpc' (the text feed) or 'none'",
+        _choice("replay", "dir", "swpc", "none"),
+    )
+    srs_dir: Path = _opt(Path(""), "SRS files (YYYYMMDDSRS.txt or yearly .tar.gz); for 'swpc' the cache; empty: <state_dir>/srs")
+    srs_url: str = _opt("https://services.swpc.noaa.gov/text/srs.txt", "SWPC's latest SRS (srs_source = 'swpc')")
+    srs_refresh_s: float = _opt(3600.0, "how often the SWPC SRS is fetched", _range(300, 86400))
+    srs_match_deg: float = _opt(6.0, "a detection within this distance of an SRS region gets its NOAA number", _range(0.5, 30))
+
+
 def _addresses(v: Any) -> str | None:
     bad = [a for a in v if not re.match(r"^[^@\s]+@[^@\s]+$", a)]
     if not v:
@@ -335,6 +351,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     flares: FlaresConfig = field(default_factory=FlaresConfig)
+    regions: RegionsConfig = field(default_factory=RegionsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
@@ -348,6 +365,11 @@ class Config:
     def maildir(self) -> Path:
         """Where maildir alerts go."""
         return self.alerts.maildir if _is_set(self.alerts.maildir) else self.daemon.state_dir / "maildir"
+
+    @property
+    def srs_dir(self) -> Path:
+        """Where SRS files are read from (and the SWPC feed is cached)."""
+        return self.regions.srs_dir if _is_set(self.regions.srs_dir) else self.daemon.state_dir / "srs"
 
     @property
     def trt_cache_dir(self) -> Path:

@@ -127,6 +127,7 @@ class Daemon:
         self.tracker: Any = None
         self.region_cnn: Any = None
         self.region_model = ""
+        self.srs_feed: Any = None
         self._clock: Callable[[], float] = time.time
 
     # -- set-up -----------------------------------------------------------------------------
@@ -281,6 +282,7 @@ class Daemon:
             self.region_cnn, self.region_model = region_classifier(
                 m.region_classifier, export_dir=self.cfg.export_dir, metrics=self.metrics, backend=m.backend
             )
+            self.srs_feed = self._srs_feed()
         for fr in sorted(frames, key=lambda f: f.record.t_rec_utc):
             seg = next(iter(fr.paths.values()))
             try:
@@ -294,17 +296,18 @@ class Daemon:
                 log.warning("regions_failed", record=fr.record.name, error=str(e)[:300])
                 continue
             self.quicklook = png
+            srs = self._srs_for(frame.t_rec_utc)
             alerts = []
             for r in regions:
                 payload = {
                     **to_json(r),
+                    **self._srs_fields(r, frame.t_rec_utc, srs),
                     "quicklook_png": str(png),
                     "t_rec_utc": frame.t_rec_utc,
-                    "model": "rules+smart (untrained)",
+                    "model": f"detector: smart-like physics baseline; classifier: {self.region_model}",
                 }
-                self.store.put(
-                    "region", f"{frame.t_rec_utc}|{r.track_id}", frame.t_rec_utc, payload, region=f"track {r.track_id}"
-                )
+                name = f"NOAA {payload['noaa_ar']}" if payload.get("noaa_ar") else f"track {r.track_id}"
+                self.store.put("region", f"{frame.t_rec_utc}|{r.track_id}", frame.t_rec_utc, payload, region=name)
                 self.metrics.products.labels("region").inc()
                 alerts += self.rules.region_alerts({**payload, "id": r.track_id}, prior.get(r.track_id or 0))
             if self.alert_center is not None and alerts:
@@ -316,6 +319,52 @@ class Daemon:
                 classes=[r.mtwilson for r in regions],
                 quicklook=str(png),
             )
+
+    def _srs_feed(self) -> Any:
+        """The SRS source of the region product, or None (``regions.srs_source = 'none'``)."""
+        from heliowatch.pipelines.srs import SRSFeed  # noqa: PLC0415
+
+        g = self.cfg.regions
+        if g.srs_source == "replay":
+            return SRSFeed(self.standin.archive.root / "srs") if self.standin is not None else None
+        if g.srs_source == "dir":
+            return SRSFeed(self.cfg.srs_dir)
+        if g.srs_source == "swpc":
+            return SRSFeed(self.cfg.srs_dir, url=g.srs_url, refresh_s=g.srs_refresh_s)
+        return None
+
+    def _srs_for(self, t_utc: str) -> Any:
+        """The newest SRS issued before ``t_utc`` (fetching SWPC's first when due), or None."""
+        if self.srs_feed is None:
+            return None
+        try:
+            self.srs_feed.refresh(self._clock())
+        except Exception as e:  # the feed is an add-on: regions are still issued without it
+            log.warning("srs_fetch_failed", url=self.srs_feed.url, error=str(e)[:200])
+        try:
+            return self.srs_feed.latest_issued(dt.datetime.fromisoformat(t_utc.replace("Z", "+00:00")))
+        except Exception as e:
+            log.warning("srs_unreadable", dir=str(self.srs_feed.root), error=str(e)[:200])
+            return None
+
+    def _srs_fields(self, r: Any, t_utc: str, srs: Any) -> dict[str, Any]:
+        """NOAA number and NOAA's own class of the SRS region matching a detection."""
+        from heliowatch.pipelines.srs import match_noaa  # noqa: PLC0415
+
+        if srs is None:
+            return {"noaa_ar": None, "srs": None}
+        hit = match_noaa(r.hgs_lat, r.hgs_lon, t_utc, srs, max_deg=self.cfg.regions.srs_match_deg)
+        if hit is None:
+            return {"noaa_ar": None, "srs": {"issued": srs.issued.isoformat(), "match": None}}
+        return {
+            "noaa_ar": hit.noaa,
+            "srs": {
+                "issued": srs.issued.isoformat(),
+                "mtwilson": hit.mtwilson,
+                "mcintosh": hit.mcintosh,
+                "area_uhem": hit.area_uhem,
+            },
+        }
 
     def _deliver_alerts(self) -> None:
         """Deliver the outbox; while running live, also check for stale data."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +55,7 @@ def _cmd_detect(a: argparse.Namespace) -> int:
 
 def _cmd_classify(a: argparse.Namespace) -> int:
     from heliowatch.daemon.config import load_config  # noqa: PLC0415
-    from heliowatch.models import measures  # noqa: PLC0415
-    from heliowatch.models.region_cnn import crop  # noqa: PLC0415
-    from heliowatch.models.synthetic.regions import SYNTH_CLASSES  # noqa: PLC0415
-    from heliowatch.pipelines.flares import read_sharp_record  # noqa: PLC0415
-    from heliowatch.pipelines.regions import classify_rules, region_classifier  # noqa: PLC0415
+    from heliowatch.pipelines.regions import classify_cutout, region_classifier  # noqa: PLC0415
 
     cfg = load_config(Path(a.config) if a.config else None)
     cnn, model = region_classifier(a.classifier or cfg.models.region_classifier, export_dir=cfg.export_dir)
@@ -70,31 +65,7 @@ def _cmd_classify(a: argparse.Namespace) -> int:
         if not p.exists():
             msg = f"{p} does not exist"
             raise UsageError(msg)
-        inp = read_sharp_record(p)  # checks it is a CEA cutout; gives the LOS field
-        if inp.patch is None:
-            msg = f"{p.name}: the patch has no valid pixels"
-            raise UsageError(msg)
-        mu = math.cos(math.radians(inp.lat or 0)) * math.cos(math.radians(inp.lon or 0))
-        br = inp.patch / max(mu, 0.1)
-        cls, probs, m = classify_rules(br, 0.03, measures.cea_pixel_area_cm2(0.03))
-        if cnn is not None:
-            # The CNN's plate scale: 0.12 deg/px (~2"/px at disk centre) = the CEA patch binned 4x.
-            b4 = measures.bin_mean(br, 4)
-            row = cnn.predict(crop(b4, b4.shape[0] / 2, b4.shape[1] / 2, inp.lat or 0.0)[None, None])[0]
-            m["rules_class"] = cls
-            probs = {c: round(float(v), 4) for c, v in zip(SYNTH_CLASSES, row, strict=True)}
-            cls = max(probs, key=lambda c: probs[c])
-        out.append(
-            {
-                "file": str(p),
-                "harpnum": inp.harpnum,
-                "noaa_ar": inp.noaa_ar,
-                "mtwilson": cls,
-                "class_probs": probs,
-                "measures": {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()},
-                "model": {**_METHOD, "classifier": model},
-            }
-        )
+        out.append({**classify_cutout(p, cnn=cnn), "model": {**_METHOD, "classifier": model}})
     if a.json:
         print(json.dumps(out, indent=2))
     else:

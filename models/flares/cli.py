@@ -70,14 +70,39 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
+    if a.model == "regions":
+        return _evaluate_regions(a)
     if a.model != "flares":
-        msg = f"evaluate {a.model!r} is not available; evaluable: flares"
+        msg = f"evaluate {a.model!r} is not available; evaluable: flares, regions"
         raise UsageError(msg)
     from heliowatch.models.flares.evaluate import evaluate_flares, format_report, save_report  # noqa: PLC0415
 
     res = evaluate_flares(Path(a.data), progress=_progress("evaluate flares"))
     print(format_report(res))
     for p in save_report(res, Path(a.out)):
+        print(f"wrote {p}", file=sys.stderr)
+    return 0
+
+
+def _evaluate_regions(a: argparse.Namespace) -> int:
+    from heliowatch.daemon.config import load_config  # noqa: PLC0415
+    from heliowatch.pipelines.regions import region_classifier  # noqa: PLC0415
+    from heliowatch.pipelines.regions_eval import check_data_root, evaluate_regions, format_report, save_report  # noqa: PLC0415
+
+    check_data_root(Path(a.data))
+    cfg = load_config(Path(a.config) if a.config else None)
+    cnn, _ = region_classifier("cnn", export_dir=cfg.export_dir, backend=cfg.models.backend)
+    out = Path(a.out)
+    res = evaluate_regions(
+        Path(a.data),
+        semireal_frames=a.frames,
+        synthetic_frames=a.frames,
+        cnn=cnn,
+        progress=_progress("evaluate regions"),
+        example_png=out / "semireal-example.png",
+    )
+    print(format_report(res))
+    for p in save_report(res, out):
         print(f"wrote {p}", file=sys.stderr)
     return 0
 
@@ -99,7 +124,8 @@ def add_evaluate_parser(sub: Any) -> None:
     """Register ``heliowatch evaluate MODEL --data DIR``."""
     p = sub.add_parser("evaluate", help="skill scores (TSS, HSS, BSS, AUC, reliability) on real data")
     p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
-    p.add_argument("model", help="flares")
-    p.add_argument("--data", required=True, help="e.g. ../shared/data/sun2022-sharp-seq")
+    p.add_argument("model", help="flares | regions")
+    p.add_argument("--data", required=True, help="flares: ../shared/data/sun2022-sharp-seq; regions: ../shared/data")
+    p.add_argument("--frames", type=int, default=8, help="regions: semi-real and synthetic frames each")
     p.add_argument("--out", default="heliowatch-eval", help="directory for the report, JSON and reliability diagram")
     p.set_defaults(func=_cmd_evaluate)

@@ -273,6 +273,18 @@ def test_readme_main_command_runs_the_demo(tmp_path: Path) -> None:
         "beta-gamma-delta",
         "gamma-delta",
     }
+    # Region records name their NOAA region from the SRS issued before the frame (0030Z that day).
+    prods = run_cli("products", "--product", "region", "--limit", "100", cwd=tmp_path)
+    assert prods.returncode == 0, prods.stderr
+    regions = [p["payload"] for p in json.loads(prods.stdout)["products"]]
+    by_noaa = {r["noaa_ar"]: r for r in regions if r["noaa_ar"]}
+    assert {11157, 11158, 11159, 11161} <= set(by_noaa)
+    assert by_noaa[11158]["srs"] == {
+        "issued": "2011-02-15T00:30:00+00:00",
+        "mtwilson": "beta-gamma",
+        "mcintosh": "Ekc",
+        "area_uhem": 450.0,
+    }
     prom = (out / "metrics.prom").read_text()
     assert 'heliowatch_flare_probability{harpnum="7115",level="M",noaa_ar="12673"}' in prom
     assert 'heliowatch_flare_verification{level="M",scope="full_disk",score="n"} 1.0' in prom
