@@ -235,6 +235,11 @@ class ModelsConfig:
     region_classifier: str = _opt(
         "rules", "Mt. Wilson classifier: 'rules' (measures) or 'cnn' (the region-classifier model)", _choice("cnn", "rules")
     )
+    region_detector: str = _opt(
+        "smart",
+        "active-region detector: 'smart' (physics baseline) or 'cnn' (the region-detector model)",
+        _choice("cnn", "smart"),
+    )
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,8 @@ class Daemon:
         self.tracker: Any = None
         self.region_cnn: Any = None
         self.region_model = ""
+        self.region_detect: Any = None
+        self.region_detector_model = ""
         self.srs_feed: Any = None
         self._clock: Callable[[], float] = time.time
 
@@ -272,22 +274,25 @@ class Daemon:
     def _quicklook(self, frames: list[IngestedFrame]) -> None:
         """Regions of every new magnetogram: detect, classify, track, store, alert; annotated quicklook."""
         from heliowatch.pipelines.quicklook import render_magnetogram  # noqa: PLC0415
-        from heliowatch.pipelines.regions import Tracker, classify_regions, detect, preprocess, to_json  # noqa: PLC0415
+        from heliowatch.pipelines.regions import Tracker, classify_regions, preprocess, to_json  # noqa: PLC0415
 
         if self.tracker is None:
-            from heliowatch.pipelines.regions import region_classifier  # noqa: PLC0415
+            from heliowatch.pipelines.regions import region_classifier, region_detector  # noqa: PLC0415
 
             self.tracker = Tracker()
             m = self.cfg.models
             self.region_cnn, self.region_model = region_classifier(
                 m.region_classifier, export_dir=self.cfg.export_dir, metrics=self.metrics, backend=m.backend
             )
+            self.region_detect, self.region_detector_model = region_detector(
+                m.region_detector, export_dir=self.cfg.export_dir, metrics=self.metrics, backend=m.backend
+            )
             self.srs_feed = self._srs_feed()
         for fr in sorted(frames, key=lambda f: f.record.t_rec_utc):
             seg = next(iter(fr.paths.values()))
             try:
                 frame = preprocess(seg)
-                regions = detect(frame)
+                regions = self.region_detect(frame)
                 classify_regions(frame, regions, cnn=self.region_cnn)
                 prior = self.tracker.update(regions, frame.t_rec_utc)
                 name = f"regions-{frame.t_rec_utc[:19].replace(':', '')}.png"
@@ -304,7 +309,7 @@ class Daemon:
                     **self._srs_fields(r, frame.t_rec_utc, srs),
                     "quicklook_png": str(png),
                     "t_rec_utc": frame.t_rec_utc,
-                    "model": f"detector: smart-like physics baseline; classifier: {self.region_model}",
+                    "model": f"detector: {self.region_detector_model}; classifier: {self.region_model}",
                 }
                 name = f"NOAA {payload['noaa_ar']}" if payload.get("noaa_ar") else f"track {r.track_id}"
                 self.store.put("region", f"{frame.t_rec_utc}|{r.track_id}", frame.t_rec_utc, payload, region=name)

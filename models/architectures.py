@@ -160,3 +160,45 @@ class RegionClassifier(nn.Module):
         x = self.pool(self.inc1(self.stem(x)))
         x = self.pool(self.inc2(x))
         return torch.softmax(self.head(x.mean(dim=(2, 3), keepdim=True)), dim=1)
+
+
+def _down(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), _conv(cout, cout)
+    )
+
+
+class RegionDetector(nn.Module):
+    """Anchor-free single-stage active-region detector (CenterNet-style; Zhou, Wang & Kraehenbuehl 2019).
+
+    Input ``(B, 2, H, W)``, H and W multiples of 16: channel 0 ``tanh(B_r / 500 G)`` (radial
+    field B_LOS/mu), channel 1 the disk mask. Output ``(B, 5, H/4, W/4)`` at stride 4, fine
+    enough for small regions (DetectNet's lesson): a centre heat map (sigmoid), the sub-cell
+    offset of each centre (2) and the log box size in output cells (2). A small feature
+    pyramid brings stride-16 context (a region spans up to ~100 px at 512x512) back to stride 4.
+    """
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(_conv(2, w), _down(w, w))  # stride 2
+        self.c4 = _down(w, 2 * w)
+        self.c8 = _down(2 * w, 4 * w)
+        self.c16 = nn.Sequential(_down(4 * w, 4 * w), _conv(4 * w, 4 * w))
+        self.up8 = _conv(8 * w, 4 * w)
+        self.up4 = _conv(6 * w, 2 * w)
+        self.heat = nn.Sequential(_conv(2 * w, 2 * w), nn.Conv2d(2 * w, 1, 1))
+        self.box = nn.Sequential(_conv(2 * w, 2 * w), nn.Conv2d(2 * w, 4, 1))
+        head = self.heat[-1]
+        assert isinstance(head, nn.Conv2d)
+        assert head.bias is not None
+        nn.init.constant_(head.bias, -2.19)  # prior P(centre) ~ 0.1, as CenterNet
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Heat map, offsets and log sizes, concatenated on the channel axis."""
+        c4 = self.c4(self.stem(x))
+        c8 = self.c8(c4)
+        c16 = self.c16(c8)
+        p8 = self.up8(torch.cat([c8, nn.functional.interpolate(c16, scale_factor=2.0, mode="nearest")], 1))
+        p4 = self.up4(torch.cat([c4, nn.functional.interpolate(p8, scale_factor=2.0, mode="nearest")], 1))
+        return torch.cat([torch.sigmoid(self.heat(p4)), self.box(p4)], 1)

@@ -37,8 +37,9 @@ def region_crops(frame: Any, regions: list[Any]) -> np.ndarray:
     """Crops of detected regions from a preprocessed frame (north up, binned to 2"/px)."""
     from scipy import ndimage  # noqa: PLC0415
 
-    mu = np.nan_to_num(frame.geo.mu)
-    br = np.where(mu > 0.1, np.nan_to_num(frame.data) / np.maximum(mu, 0.1), 0.0)
+    from heliowatch.pipelines.regions import radial_field  # noqa: PLC0415
+
+    br = radial_field(frame)
     out = []
     for r in regions:
         sy, sx = r._slices

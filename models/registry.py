@@ -69,6 +69,12 @@ def _region_cls() -> Any:
     return RegionClassifier()
 
 
+def _region_det() -> Any:
+    from heliowatch.models.architectures import RegionDetector  # noqa: PLC0415
+
+    return RegionDetector()
+
+
 def _jets() -> Any:
     from heliowatch.models.architectures import JetConvLSTM  # noqa: PLC0415
 
@@ -136,6 +142,24 @@ MODELS: dict[str, ModelSpec] = {
             reference="Oliveira & Gradvohl 2020 (GoogLeNet classifier); inception modules after Szegedy et al. 2015",
             architecture_notes="conv stem (16), two inception modules with max-pooling, GAP, dropout 0.3, softmax over 7 classes",
             init_seed=105,
+        ),
+        ModelSpec(
+            name="region-detector",
+            version="0.1.0",
+            factory=_region_det,
+            example_shape=(1, 2, 512, 512),
+            dynamic={0: ("batch", 1, 1, 4)},
+            input_name="disk",
+            units="channel 0: tanh(B_LOS / mu / 500 G), north up; channel 1: disk mask (mu > 0.1)",
+            plate_scale='512x512 full disk at 4"/px (HMI 0.5"/px binned 8x by integer factors, zero-padded, never resized)',
+            description="active-region centres and boxes on a full-disk magnetogram (anchor-free, stride 4)",
+            reference="CenterNet (Zhou et al. 2019); DetectNet's fine output stride for small objects (Oliveira & Gradvohl 2020)",
+            architecture_notes="conv stem, strided conv stages to stride 16 (16-32-64-64), top-down fusion to stride 4, "
+            "heads: centre heat map (sigmoid), offset (2), log size (2)",
+            init_seed=106,
+            # Offsets and log sizes are in output cells (4 px): parity is judged on a 0.05-cell
+            # scale there, not relative to values that happen to be near zero.
+            extra={"parity_floor": 0.05},
         ),
         ModelSpec(
             name="jet-convlstm",

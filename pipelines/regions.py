@@ -41,10 +41,14 @@ __all__ = [
     "Tracker",
     "classify_cutout",
     "classify_rules",
+    "describe_region",
     "detect",
     "match_position",
+    "merge_fragments",
     "preprocess",
+    "radial_field",
     "region_classifier",
+    "region_detector",
 ]
 
 _GAUSS_UNITS = {"gauss", "g", "mx/cm^2", "mx/cm2", "mx cm-2"}
@@ -168,6 +172,35 @@ class DetectedRegion:
     _mask: Any = None
 
 
+def merge_fragments(lat: np.ndarray, lon: np.ndarray, merge_deg: float, *, valid: np.ndarray | None = None) -> list[list[int]]:
+    """Groups (lists of indices) of fragments whose centres lie within ``merge_deg`` of each other.
+
+    Transitive (union-find): a chain of close fragments is one region, as in SMART's merging of
+    the pieces of one active region. Invalid fragments stay alone.
+    """
+    n = len(lat)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    ok = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if not (ok[i] and ok[j]):
+                continue
+            d = math.hypot(lat[i] - lat[j], (lon[i] - lon[j]) * math.cos(math.radians(0.5 * (lat[i] + lat[j]))))
+            if d < merge_deg:
+                parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
 def _mm_per_px(frame: Frame) -> float:
     return float(np.nanmedian(np.sqrt(frame.geo.area_cm2) * np.sqrt(np.nan_to_num(frame.geo.mu, nan=1.0)))) / 1e8
 
@@ -184,9 +217,8 @@ def detect(
     mu_min: float = 0.1,
 ) -> list[DetectedRegion]:
     """SMART-like detection of active regions on a preprocessed frame."""
-    mu = np.nan_to_num(frame.geo.mu)
-    on = mu > mu_min
-    br = np.where(on, np.nan_to_num(frame.data) / np.maximum(mu, mu_min), 0.0)
+    on = np.nan_to_num(frame.geo.mu) > mu_min
+    br = radial_field(frame, mu_min=mu_min)
     px = _mm_per_px(frame)
     smooth = ndimage.gaussian_filter(np.abs(br), max(0.5, smooth_mm / px))
     core = smooth > threshold_g
@@ -201,55 +233,61 @@ def detect(
     flux = ndimage.sum(absf, lab, idx)
     clat = ndimage.sum(absf * lat, lab, idx) / np.maximum(flux, 1e-30)
     clon = ndimage.sum(absf * lon, lab, idx) / np.maximum(flux, 1e-30)
-    # Merge fragments of one region (union-find on heliographic centre distances).
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(n):
-        for j in range(i + 1, n):
-            if flux[i] <= 0 or flux[j] <= 0:
-                continue
-            d = math.hypot(clat[i] - clat[j], (clon[i] - clon[j]) * math.cos(math.radians(0.5 * (clat[i] + clat[j]))))
-            if d < merge_deg:
-                parent[find(i)] = find(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i + 1)
+    groups = merge_fragments(clat, clon, merge_deg, valid=flux > 0)
     regions = []
-    for members in groups.values():
-        mask = np.isin(lab, members)
+    for members in groups:
+        mask = np.isin(lab, [m + 1 for m in members])
         f = float(absf[mask].sum())
         a = measures.total_area_uhem(area, mask & (np.abs(br) > threshold_g))
         if f < min_flux_mx or a < min_area_uhem:
             continue
-        w = absf * mask
-        la = float((w * lat).sum() / w.sum())
-        lo = float((w * lon).sum() / w.sum())
-        sl = ndimage.find_objects(mask.astype(int))[0]
         conf = 1 / (1 + math.exp(-3 * (math.log10(f) - math.log10(min_flux_mx) - 0.5)))
-        regions.append(
-            DetectedRegion(
-                id=0,
-                bbox_px=frame.to_file_bbox(sl[0].start, sl[1].start, sl[0].stop, sl[1].stop),
-                hgs_lat=round(la, 2),
-                hgs_lon=round(lo, 2),
-                hgc_lon=round((lo + frame.l0_deg) % 360, 2),
-                area_uhem=round(a, 1),
-                usflux_mx=f,
-                confidence=round(conf, 3),
-                _slices=sl,
-                _mask=mask[sl],
-            )
-        )
+        regions.append(describe_region(frame, br, mask, conf, threshold_g=threshold_g))
     regions.sort(key=lambda r: -r.usflux_mx)
     for i, r in enumerate(regions, 1):
         r.id = i
     return regions
+
+
+def radial_field(frame: Frame, *, mu_min: float = 0.1) -> np.ndarray:
+    """``B_LOS / mu`` on the disk (mu above ``mu_min``), 0 elsewhere."""
+    mu = np.nan_to_num(frame.geo.mu)
+    return np.where(mu > mu_min, np.nan_to_num(frame.data) / np.maximum(mu, mu_min), 0.0)
+
+
+def describe_region(
+    frame: Frame,
+    br: np.ndarray,
+    mask: np.ndarray,
+    confidence: float,
+    *,
+    threshold_g: float = 100.0,
+    box: tuple[int, int, int, int] | None = None,
+) -> DetectedRegion:
+    """A detection from its pixel mask on the frame: flux-weighted centre, box, area, flux.
+
+    The area counts pixels above ``threshold_g`` (the region's magnetic area, not its box).
+    ``box`` (``y0, x0, y1, x1`` in the frame's grid) replaces the mask's bounding box, for
+    detectors that predict the box themselves.
+    """
+    area = np.nan_to_num(frame.geo.area_cm2)
+    w = np.abs(br) * area * mask
+    f = float(w.sum())
+    la = float((w * np.nan_to_num(frame.geo.lat)).sum() / max(f, 1e-30))
+    lo = float((w * np.nan_to_num(frame.geo.lon)).sum() / max(f, 1e-30))
+    sl = ndimage.find_objects(mask.astype(int))[0]
+    return DetectedRegion(
+        id=0,
+        bbox_px=frame.to_file_bbox(*(box or (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop))),
+        hgs_lat=round(la, 2),
+        hgs_lon=round(lo, 2),
+        hgc_lon=round((lo + frame.l0_deg) % 360, 2),
+        area_uhem=round(measures.total_area_uhem(area, mask & (np.abs(br) > threshold_g)), 1),
+        usflux_mx=f,
+        confidence=round(confidence, 3),
+        _slices=sl,
+        _mask=mask[sl],
+    )
 
 
 def _sigmoid(z: float) -> float:
@@ -323,8 +361,7 @@ def classify_regions(frame: Frame, regions: list[DetectedRegion], *, cnn: Any = 
     the CNN's probabilities decide and the rules' class is kept in ``measures``; otherwise the
     rules decide.
     """
-    mu = np.nan_to_num(frame.geo.mu)
-    br = np.where(mu > 0.1, np.nan_to_num(frame.data) / np.maximum(mu, 0.1), 0.0)
+    br = radial_field(frame)
     # Degrees per pixel on the sphere: the pixel's side in Mm / 12.15 Mm per degree.
     side_mm = np.sqrt(np.nan_to_num(frame.geo.area_cm2)) / 1e8
     deg = side_mm / (measures.RSUN_REF_M * math.pi / 180 / 1e6)
@@ -399,6 +436,27 @@ def region_classifier(kind: str, *, export_dir: Path, metrics: Any = None, backe
     rt = Runtime("region-classifier", export_dir=export_dir, metrics=metrics, backend=backend)
     tag = "synthetic-trained" if card["training"].get("synthetic") else "real-data"
     return rt, f"region-classifier {card['version']} CNN ({tag})"
+
+
+def region_detector(kind: str, *, export_dir: Path, metrics: Any = None, backend: str = "auto") -> tuple[Any, str]:
+    """A ``frame -> regions`` detector and its description for products.
+
+    ``cnn`` needs trained region-detector weights; without them this is a
+    :class:`~heliowatch.daemon.errors.UsageError`, not a silent fall-back to the baseline.
+    """
+    if kind != "cnn":
+        return detect, "smart-like physics baseline"
+    from heliowatch.models import registry  # noqa: PLC0415
+    from heliowatch.models.region_detector import detect_cnn  # noqa: PLC0415
+    from heliowatch.models.runtime.runtime import Runtime  # noqa: PLC0415
+
+    card = registry.load_card("region-detector")
+    if card.get("training", {}).get("kind", "none") == "none":
+        msg = "models.region_detector = 'cnn' but the region-detector has no trained weights (heliowatch train region-detector)"
+        raise UsageError(msg)
+    rt = Runtime("region-detector", export_dir=export_dir, metrics=metrics, backend=backend)
+    tag = "synthetic-trained" if card["training"].get("synthetic") else "real-data"
+    return (lambda frame: detect_cnn(frame, rt)), f"region-detector {card['version']} CNN ({tag})"
 
 
 def match_position(

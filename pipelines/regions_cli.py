@@ -12,12 +12,16 @@ from heliowatch.daemon.errors import UsageError
 
 __all__ = ["add_region_parsers"]
 
-_METHOD = {"detector": "smart-like physics baseline", "classifier": "rules (heuristic probabilities)", "trained": False}
-
 
 def _cmd_detect(a: argparse.Namespace) -> int:
     from heliowatch.daemon.config import load_config  # noqa: PLC0415
-    from heliowatch.pipelines.regions import classify_regions, detect, preprocess, region_classifier, to_json  # noqa: PLC0415
+    from heliowatch.pipelines.regions import (  # noqa: PLC0415
+        classify_regions,
+        preprocess,
+        region_classifier,
+        region_detector,
+        to_json,
+    )
 
     p = Path(a.fits)
     if not p.exists():
@@ -26,6 +30,7 @@ def _cmd_detect(a: argparse.Namespace) -> int:
 
     cfg = load_config(Path(a.config) if a.config else None)
     cnn, model = region_classifier(a.classifier or cfg.models.region_classifier, export_dir=cfg.export_dir)
+    detect, det_model = region_detector(a.detector or cfg.models.region_detector, export_dir=cfg.export_dir)
     frame = preprocess(p)
     regions = detect(frame)
     classify_regions(frame, regions, cnn=cnn)
@@ -40,7 +45,7 @@ def _cmd_detect(a: argparse.Namespace) -> int:
                     "file": str(p),
                     "t_rec_utc": frame.t_rec_utc,
                     "regions": [to_json(r) for r in regions],
-                    "model": {**_METHOD, "classifier": model},
+                    "model": {"detector": det_model, "classifier": model},
                 },
                 indent=2,
             )
@@ -65,7 +70,7 @@ def _cmd_classify(a: argparse.Namespace) -> int:
         if not p.exists():
             msg = f"{p} does not exist"
             raise UsageError(msg)
-        out.append({**classify_cutout(p, cnn=cnn), "model": {**_METHOD, "classifier": model}})
+        out.append({**classify_cutout(p, cnn=cnn), "model": {"classifier": model}})
     if a.json:
         print(json.dumps(out, indent=2))
     else:
@@ -82,6 +87,7 @@ def add_region_parsers(sub: Any) -> None:
     d.add_argument("--json", action="store_true")
     d.add_argument("--quicklook", metavar="PNG", help="also write the annotated quicklook here")
     d.add_argument("--classifier", choices=["cnn", "rules"], help="default: models.region_classifier of the config")
+    d.add_argument("--detector", choices=["cnn", "smart"], help="default: models.region_detector of the config")
     d.set_defaults(func=_cmd_detect)
     c = sub.add_parser("classify", help="Mt. Wilson class of region cutouts (SHARP CEA patches)")
     c.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)

@@ -184,7 +184,7 @@ def _evaluate_frames(
                 pairs = tally.detection(name, i, truth["regions"], regions)
                 if name != first:
                     continue
-                # Classes are scored on the first (default) detector's matched regions.
+                # Classes are scored on the first (the configured) detector's matched regions.
                 preds: dict[str, list[str]] = {}
                 for cname, model in clfs.items():
                     classify_regions(frame, regions, cnn=model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ def _progress(label: str) -> Any:
     bar: dict[str, Any] = {}
 
     def cb(done: int, total: int, what: str) -> None:
-        if "b" not in bar:
+        if "b" not in bar or bar["b"].total != total:  # a new phase (e.g. synthesising, then epochs)
+            if "b" in bar:
+                bar["b"].close()
             bar["b"] = tqdm(total=total, desc=label, file=sys.stderr, leave=False)
         bar["b"].set_postfix_str(what)
         bar["b"].update(done - bar["b"].n)
@@ -40,6 +43,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from heliowatch.models.registry import weights_dir  # noqa: PLC0415
 
     out = Path(a.out) if a.out else weights_dir()
+    if a.model in ("region-detector", "region-classifier"):
+        return _train_regions(a, out)
+    if not a.data:
+        msg = f"train {a.model} needs --data"
+        raise UsageError(msg)
     data = Path(a.data)
     if a.model == "flare-features":
         from heliowatch.models.flares.train import train_feature_models  # noqa: PLC0415
@@ -69,6 +77,21 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _train_regions(a: argparse.Namespace, out: Path) -> int:
+    """The region models train on synthetic disks they generate: no --data."""
+    frames = a.frames
+    if a.model == "region-detector":
+        from heliowatch.models.region_detector import train_region_detector  # noqa: PLC0415
+
+        res = train_region_detector(out, frames=frames or 240, epochs=a.epochs, progress=_progress("train region-detector"))
+    else:
+        from heliowatch.models.region_cnn import train_region_classifier  # noqa: PLC0415
+
+        res = train_region_classifier(out, frames=frames or 60, epochs=a.epochs)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     if a.model == "regions":
         return _evaluate_regions(a)
@@ -86,18 +109,25 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 def _evaluate_regions(a: argparse.Namespace) -> int:
     from heliowatch.daemon.config import load_config  # noqa: PLC0415
-    from heliowatch.pipelines.regions import region_classifier  # noqa: PLC0415
+    from heliowatch.pipelines.regions import region_classifier, region_detector  # noqa: PLC0415
     from heliowatch.pipelines.regions_eval import check_data_root, evaluate_regions, format_report, save_report  # noqa: PLC0415
 
     check_data_root(Path(a.data))
     cfg = load_config(Path(a.config) if a.config else None)
     cnn, _ = region_classifier("cnn", export_dir=cfg.export_dir, backend=cfg.models.backend)
+    detectors = {}
+    for kind in dict.fromkeys([cfg.models.region_detector, "smart", "cnn"]):  # the configured one first
+        try:
+            detectors[kind] = region_detector(kind, export_dir=cfg.export_dir, backend=cfg.models.backend)[0]
+        except UsageError as e:  # an untrained CNN is reported, not evaluated
+            print(f"not evaluated: {e}", file=sys.stderr)
     out = Path(a.out)
     res = evaluate_regions(
         Path(a.data),
         semireal_frames=a.frames,
         synthetic_frames=a.frames,
         cnn=cnn,
+        detectors=detectors,
         progress=_progress("evaluate regions"),
         example_png=out / "semireal-example.png",
     )
@@ -111,8 +141,13 @@ def add_train_parser(sub: Any) -> None:
     """Register ``heliowatch train MODEL --data DIR``."""
     p = sub.add_parser("train", help="retrain a model from its recipe; writes weights + model card")
     p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
-    p.add_argument("model", help="flare-features | flare-climatology | flare-cnn1 | flare-cnn2 | a registry model (seeded init)")
-    p.add_argument("--data", required=True, help="data directory (e.g. ../shared/data/sun2022-sharp-seq)")
+    p.add_argument(
+        "model",
+        help="flare-features | flare-climatology | flare-cnn1 | flare-cnn2 | region-detector | region-classifier"
+        " | a registry model (seeded init)",
+    )
+    p.add_argument("--data", help="data directory (e.g. ../shared/data/sun2022-sharp-seq); the region models need none")
+    p.add_argument("--frames", type=int, help="region models: synthetic training disks (default 240 / 60)")
     p.add_argument("--until", help="training cutoff date (YYYY-MM-DD)")
     p.add_argument("--events", action="append", help="GOES event list(s)")
     p.add_argument("--epochs", type=int, default=8, help="CNN epochs")

@@ -49,15 +49,17 @@ def _reference(name: str, x: np.ndarray) -> np.ndarray:
         return m(torch.from_numpy(x.astype(np.float64))).numpy()
 
 
-def _errors(y: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+def _errors(y: np.ndarray, ref: np.ndarray, floor: float = 1e-3) -> tuple[float, float]:
     diff = np.abs(y.astype(np.float64) - ref)
-    # Relative to the reference, floored so near-zero probabilities do not explode the ratio.
-    rel = diff / np.maximum(np.abs(ref), 1e-3)
+    # Relative to the reference, floored so near-zero outputs (probabilities, or regression
+    # values such as box offsets; the floor is the model's ``parity_floor``) do not explode the ratio.
+    rel = diff / np.maximum(np.abs(ref), floor)
     return float(diff.max()), float(rel.max())
 
 
 def check_model(name: str, export_dir: Path, backends: list[str], *, batch: int = 3) -> list[ParityResult]:
     """Compare each backend in ``backends`` with float64 torch on random and real inputs."""
+    floor = float(registry.get(name).extra.get("parity_floor", 1e-3))
     real, desc = real_inputs(name)
     sets = [("random", random_inputs(name, batch, seed=1)), ("real", real)]
     refs = [(label, x, _reference(name, x)) for label, x in sets]
@@ -65,7 +67,7 @@ def check_model(name: str, export_dir: Path, backends: list[str], *, batch: int 
     for b in backends:
         rt = Runtime(name, export_dir=export_dir, backend=b, only=True)
         for label, x, ref in refs:
-            a, r = _errors(rt.predict(x), ref)
+            a, r = _errors(rt.predict(x), ref, floor)
             out.append(
                 ParityResult(name, rt.backend.name, label if label == "random" else desc, a, r, TOLERANCE[rt.backend.name])
             )

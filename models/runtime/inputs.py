@@ -5,7 +5,9 @@
   the 256x512 canvas with zero padding; southern regions are flipped north-south and in sign
   (hemisphere normalisation);
 - emergence FCN: synthetic emergence frames (no real tracked patches are available offline);
-- jet model: the bundled synthetic AIA 304 jet sequence (no real AIA sequences offline).
+- jet model: the bundled synthetic AIA 304 jet sequence (no real AIA sequences offline);
+- region detector: a semi-real full disk, the bundled real SHARP patches placed on a synthetic
+  quiet Sun (no real full-disk magnetogram in Gauss offline).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def real_inputs(name: str) -> tuple[np.ndarray, str]:
         # CEA rows increase with latitude, as in the north-up full-disk frames; 0.12 deg/px ~ 2"/px.
         c = crop(d, d.shape[0] / 2, d.shape[1] / 2, float(f.keyword("LAT_FWT") or 0))
         return c[None, None], "real SHARP Br, HARP 377 (NOAA 11158), binned 4x"
+    if name == "region-detector":
+        return _semireal_disk(), "semi-real full disk: the bundled real SHARP patches (HARP 377, 7115) on a synthetic quiet Sun"
     if name.startswith("emergence"):
         from heliowatch.models.synthetic.emergence import synth_emergence  # noqa: PLC0415
 
@@ -71,3 +75,20 @@ def real_inputs(name: str) -> tuple[np.ndarray, str]:
     files = sorted((demo_archive_path() / "aia").glob("*.fits"))
     cube = np.stack([read_fits(p).data for p in files]).astype(np.float32)
     return (cube[:, None] / 1000.0)[None], "bundled synthetic AIA 304 jet sequence (no real sequence offline)"
+
+
+def _semireal_disk() -> np.ndarray:
+    import tempfile  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from heliowatch.daemon.service import demo_archive_path  # noqa: PLC0415
+    from heliowatch.models.region_detector import detector_input  # noqa: PLC0415
+    from heliowatch.models.synthetic.fitsout import write_fits  # noqa: PLC0415
+    from heliowatch.models.synthetic.semireal import load_patch, semireal_magnetogram  # noqa: PLC0415
+    from heliowatch.pipelines.regions import preprocess  # noqa: PLC0415
+
+    patches = [load_patch(p) for p in sorted((demo_archive_path() / "sharp").glob("*.Br.fits"))]
+    data, hdr, _ = semireal_magnetogram(dt.datetime(2015, 3, 1, tzinfo=dt.UTC), patches, np.random.default_rng(0), seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_fits(Path(tmp) / "semireal.fits", data, hdr)
+        return detector_input(preprocess(path))[0]

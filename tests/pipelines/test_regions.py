@@ -164,3 +164,43 @@ def test_cnn_classifier_runs_through_the_runtime(disk: tuple[Path, dict], tmp_pa
     )
     assert c.returncode == 0, c.stderr
     assert json.loads(c.stdout)[0]["model"]["classifier"].startswith("region-classifier")
+
+
+def test_detector_targets_decode_back_to_their_boxes() -> None:
+    from heliowatch.models.region_detector import decode, targets
+
+    boxes = [(100.0, 200.0, 160.0, 236.0), (300.5, 40.0, 321.0, 52.0), (8.0, 480.0, 30.0, 510.0)]
+    heat, reg, on = targets(boxes)
+    assert int(on.sum()) == 3 and heat.max() == 1.0
+    out = np.concatenate([heat[None], reg], 0)
+    got = sorted(decode(out, threshold=0.99), key=lambda d: d[1])
+    assert len(got) == 3
+    for d, b in zip(got, sorted(boxes), strict=True):
+        assert d[0] == pytest.approx(1.0)
+        assert d[1:] == pytest.approx(b, abs=1e-3)
+
+
+def test_cnn_detector_finds_the_regions_of_an_unseen_synthetic_disk(disk: tuple[Path, dict]) -> None:
+    """The synthetic-trained detector on a disk from outside its training dates and seeds."""
+    path, truth = disk
+    p = cli("detect", str(path), "--json", "--detector", "cnn")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert "region-detector" in out["model"]["detector"] and "synthetic-trained" in out["model"]["detector"]
+    found = out["regions"]
+    for t in truth["regions"]:
+        d = [np.hypot(r["hgs_lat"] - t["hgs_lat"], r["hgs_lon"] - t["hgs_lon"]) for r in found]
+        assert min(d) < 3, (t, found)
+    assert len(found) <= len(truth["regions"]) + 1
+    for r in found:
+        assert 0.3 <= r["confidence"] <= 1 and r["mtwilson"] and r["usflux_mx"] > 1e21
+
+
+def test_untrained_cnn_detector_is_a_clear_error(tmp_path: Path) -> None:
+    from heliowatch.pipelines.regions import region_detector
+
+    (tmp_path / "region-detector.card.json").write_text(json.dumps({"name": "region-detector", "training": {"kind": "none"}}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("heliowatch.models.registry.weights_dir", lambda: tmp_path)
+        with pytest.raises(UsageError, match="no trained weights"):
+            region_detector("cnn", export_dir=tmp_path)
