@@ -295,18 +295,21 @@ class Daemon:
                 regions = self.region_detect(frame)
                 classify_regions(frame, regions, cnn=self.region_cnn)
                 prior = self.tracker.update(regions, frame.t_rec_utc)
+                srs = self._srs_for(frame.t_rec_utc)
+                srs_fields = [self._srs_fields(r, frame.t_rec_utc, srs) for r in regions]
+                for r, sf in zip(regions, srs_fields, strict=True):
+                    r.noaa_ar = sf["noaa_ar"]
                 name = f"regions-{frame.t_rec_utc[:19].replace(':', '')}.png"
                 png = render_magnetogram(seg, self.outputs / "quicklook" / name, regions=regions, frame=frame)
             except Exception as e:
                 log.warning("regions_failed", record=fr.record.name, error=str(e)[:300])
                 continue
             self.quicklook = png
-            srs = self._srs_for(frame.t_rec_utc)
             alerts = []
-            for r in regions:
+            for r, sf in zip(regions, srs_fields, strict=True):
                 payload = {
                     **to_json(r),
-                    **self._srs_fields(r, frame.t_rec_utc, srs),
+                    **sf,
                     "quicklook_png": str(png),
                     "t_rec_utc": frame.t_rec_utc,
                     "model": f"detector: {self.region_detector_model}; classifier: {self.region_model}",

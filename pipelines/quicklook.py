@@ -26,7 +26,8 @@ def render_magnetogram(path: Path, out_png: Path, *, max_side: int = 1024, regio
     """Render a magnetogram north up, binned by an integer factor to <= ``max_side``.
 
     With ``regions`` (and the preprocessed ``frame`` they were found on) each region is boxed
-    and labelled with its id, Mt. Wilson class and confidence.
+    (red when delta-class) and labelled with its id, NOAA number when matched, Mt. Wilson class
+    in Greek with its probability, and the detection confidence. Labels are moved off one another.
     """
     import matplotlib  # noqa: PLC0415
 
@@ -45,23 +46,7 @@ def render_magnetogram(path: Path, out_png: Path, *, max_side: int = 1024, regio
     ax.set_xticks([])
     ax.set_yticks([])
     if regions and frame is not None:
-        from matplotlib.patches import Rectangle  # noqa: PLC0415
-
-        scale = frame.factor / f  # processed-frame pixels -> rendered pixels
-        for r in regions:
-            sy, sx = r._slices
-            x0, y0 = sx.start * scale, sy.start * scale
-            w, h = (sx.stop - sx.start) * scale, (sy.stop - sy.start) * scale
-            color = "tab:red" if "delta" in r.mtwilson else "tab:orange"
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, ec=color, lw=1.4))
-            ax.text(
-                x0,
-                y0 + h + 3,
-                f"{r.id} {r.mtwilson} ({r.confidence:.2f})",
-                color=color,
-                fontsize=8,
-                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "edgecolor": "none"},
-            )
+        _annotate(fig, ax, regions, frame, f)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="B_LOS (G)")
     out_png.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_png.with_name(out_png.name + ".tmp.png")
@@ -69,3 +54,53 @@ def render_magnetogram(path: Path, out_png: Path, *, max_side: int = 1024, regio
     plt.close(fig)
     tmp.replace(out_png)
     return out_png
+
+
+_GREEK = {"alpha": "\u03b1", "beta": "\u03b2", "gamma": "\u03b3", "delta": "\u03b4"}
+
+
+def _greek(mtwilson: str) -> str:
+    """``'beta-gamma-delta'`` -> the forecaster's shorthand."""
+    return "".join(_GREEK.get(p, p) for p in mtwilson.split("-")) if mtwilson else "?"
+
+
+def _annotate(fig: Any, ax: Any, regions: Any, frame: Any, f: int) -> None:
+    """Boxes and labels of the regions (boxes from ``bbox_px``, north up); labels avoid boxes,
+    each other and the image edge."""
+    from matplotlib.patches import Rectangle  # noqa: PLC0415
+
+    ny, nx = frame.shape_file
+    renderer = fig.canvas.get_renderer()
+    boxes = []
+    for r in sorted(regions, key=lambda r: -r.usflux_mx):
+        x0, y0, x1, y1 = r.bbox_px
+        if frame.rot_k == 2:  # file pixels -> north-up pixels
+            x0, x1, y0, y1 = nx - x1, nx - x0, ny - y1, ny - y0
+        color = "tab:red" if "delta" in r.mtwilson else "tab:orange"
+        patch = ax.add_patch(Rectangle((x0 / f - 0.5, y0 / f - 0.5), (x1 - x0) / f, (y1 - y0) / f, fill=False, ec=color, lw=1.4))
+        boxes.append((r, (x0 / f, y0 / f, x1 / f, y1 / f), color, patch))
+    frame_ext = ax.get_window_extent(renderer)
+    placed = [b[3].get_window_extent(renderer) for b in boxes]
+    for r, (x0, y0, x1, y1), color, _patch in boxes:
+        name = f"#{r.id}" + (f" AR {r.noaa_ar}" if getattr(r, "noaa_ar", None) else "")
+        p = r.class_probs.get(r.mtwilson) if r.class_probs else None
+        text = f"{name}  {_greek(r.mtwilson)}" + (f" {p:.0%}" if p is not None else "") + f"  det {r.confidence:.2f}"
+        t = ax.text(
+            x0, y1 + 3, text, color=color, fontsize=7.5, bbox={"facecolor": "black", "alpha": 0.6, "pad": 1, "edgecolor": "none"}
+        )
+        best = None
+        for dy in (y1 + 3, y0 - 14, y1 + 17, y0 - 28, y1 + 31, y0 - 42):
+            for x, ha in ((x0, "left"), (x1, "right")):
+                t.set_position((x, dy))
+                t.set_horizontalalignment(ha)
+                ext = t.get_window_extent(renderer)
+                inside = ext.x0 >= frame_ext.x0 and ext.x1 <= frame_ext.x1 and ext.y0 >= frame_ext.y0 and ext.y1 <= frame_ext.y1
+                if inside and not any(ext.overlaps(o) for o in placed):
+                    best = (x, dy, ha)
+                    break
+            if best:
+                break
+        x, dy, ha = best or (x0, y1 + 3, "left")
+        t.set_position((x, dy))
+        t.set_horizontalalignment(ha)
+        placed.append(t.get_window_extent(renderer))

@@ -168,6 +168,7 @@ class DetectedRegion:
     class_probs: dict[str, float] = field(default_factory=dict)
     measures: dict[str, float] = field(default_factory=dict)
     track_id: int | None = None
+    noaa_ar: int | None = None  # from the NOAA SRS, when one is matched
     _slices: Any = None  # slices of the region in the processed frame
     _mask: Any = None
 
