@@ -310,6 +310,15 @@ def polarity_blobs(
     return out[0], out[1]
 
 
+def _gap_fraction(f: np.ndarray, a: np.ndarray, b: np.ndarray, weak_g: float) -> float:
+    """Fraction of the straight path from pixel ``a`` to pixel ``b`` where ``|f| < weak_g``."""
+    n = max(2, int(2 * np.hypot(*(b - a).astype(float))) + 1)
+    yy = np.linspace(a[0], b[0], n)
+    xx = np.linspace(a[1], b[1], n)
+    v = ndimage.map_coordinates(f, [yy, xx], order=1)
+    return float(np.mean(np.abs(v) < weak_g))
+
+
 @dataclass
 class DeltaResult:
     """Outcome of :func:`delta_spots`."""
@@ -326,6 +335,8 @@ def delta_spots(
     umbra_g: float = 1000.0,
     min_umbra_px: int = 4,
     max_separation_deg: float = 2.0,
+    penumbra_g: float | None = None,
+    max_gap_fraction: float = 0.3,
 ) -> DeltaResult:
     """Delta configuration: opposite-polarity umbrae closer than ``max_separation_deg``.
 
@@ -334,6 +345,11 @@ def delta_spots(
     negative umbra, in heliographic degrees (``deg_per_px``: the CEA CDELT, or an array of
     local scales on a full disk). Mt. Wilson's delta requires opposite umbrae in one
     penumbra, i.e. separated by less than ~2 deg.
+
+    With ``penumbra_g``, a pair also has to share a penumbra in the magnetic sense: on the
+    straight path between the two umbrae, at most ``max_gap_fraction`` of the points may have
+    ``|B| < penumbra_g`` (a polarity inversion line is crossed, a quiet gap between separate
+    spots is not).
     """
     f = np.nan_to_num(field.astype(np.float64))
     scale = np.broadcast_to(np.asarray(deg_per_px, dtype=np.float64), f.shape)
@@ -358,6 +374,8 @@ def delta_spots(
             pa, pb = a[k[0]], b[k[1]]
             s = 0.5 * (scale[pa[0], pa[1]] + scale[pb[0], pb[1]])
             sep = math.sqrt(float(d2[k])) * float(s)
+            if penumbra_g is not None and _gap_fraction(f, pa, pb, penumbra_g) > max_gap_fraction:
+                continue  # separate spots: not counted, not even for the nearest separation
             if sep < max_separation_deg:
                 pairs.append(((float(pa[0]), float(pa[1])), (float(pb[0]), float(pb[1]))))
             best = min(best, sep)

@@ -93,7 +93,7 @@ def _annotate(fig: Any, ax: Any, regions: Any, frame: Any, f: int) -> None:
             for x, ha in ((x0, "left"), (x1, "right")):
                 t.set_position((x, dy))
                 t.set_horizontalalignment(ha)
-                ext = t.get_window_extent(renderer)
+                ext = t.get_window_extent(renderer).padded(3)  # room for the label's background
                 inside = ext.x0 >= frame_ext.x0 and ext.x1 <= frame_ext.x1 and ext.y0 >= frame_ext.y0 and ext.y1 <= frame_ext.y1
                 if inside and not any(ext.overlaps(o) for o in placed):
                     best = (x, dy, ha)
@@ -103,4 +103,4 @@ def _annotate(fig: Any, ax: Any, regions: Any, frame: Any, f: int) -> None:
         x, dy, ha = best or (x0, y1 + 3, "left")
         t.set_position((x, dy))
         t.set_horizontalalignment(ha)
-        placed.append(t.get_window_extent(renderer))
+        placed.append(t.get_window_extent(renderer).padded(3))

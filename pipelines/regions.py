@@ -304,15 +304,20 @@ def classify_rules(
     spot_g: float = 1000.0,
     umbra_g: float = 1300.0,
     min_umbra_px: int = 6,
+    penumbra_g: float | None = 400.0,
 ) -> tuple[str, dict[str, float], dict[str, float]]:
     """Mt. Wilson class of a region's radial field by rules; returns (class, probabilities, measures).
 
-    - alpha: the minority polarity carries < 15 % of the flux in spots (``|Br| > spot_g``),
-      so plage of the other polarity does not count;
+    - alpha: the minority polarity carries < 25 % of the flux in spots (``|Br| > spot_g``),
+      so plage of the other polarity does not count (real alpha HARP 7115 on 2017-09-01: 0.1 %;
+      the real beta-gamma-deltas here: 38-43 %);
     - beta / beta-gamma / gamma: how well one straight line separates the strong positive from
       the strong negative field (flux-weighted accuracy of a linear discriminant on pixel
       positions: >= 0.95 beta, 0.85-0.95 beta-gamma, below gamma);
-    - delta: opposite-polarity umbrae (``|Br| > umbra_g``) closer than 2 deg.
+    - delta: opposite-polarity umbrae (``|Br| > umbra_g``) closer than 2 deg that share a
+      penumbra: the path between them stays above ``penumbra_g`` except where it crosses the
+      inversion line (:func:`~heliowatch.models.measures.delta_spots`), so two separate spots
+      2 deg apart across quiet field are not a delta.
     """
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis  # noqa: PLC0415
 
@@ -335,9 +340,9 @@ def classify_rules(
         if sign.min() != sign.max():
             lda = LinearDiscriminantAnalysis().fit(feats, sign)
             acc = float(np.average(lda.predict(feats) == sign, weights=w))
-    delta = measures.delta_spots(b, deg_per_px, umbra_g=umbra_g, min_umbra_px=min_umbra_px)
+    delta = measures.delta_spots(b, deg_per_px, umbra_g=umbra_g, min_umbra_px=min_umbra_px, penumbra_g=penumbra_g)
     m = {"minority_fraction": minority, "separability": acc, "delta_separation_deg": delta.min_separation_deg}
-    p_alpha = _sigmoid((0.15 - minority) / 0.02)
+    p_alpha = _sigmoid((0.25 - minority) / 0.03)
     # Beta -> beta-gamma -> gamma as separability falls (soft boundaries at 0.95 and 0.85).
     s_b = _sigmoid((acc - 0.95) / 0.01)
     s_g = _sigmoid((0.85 - acc) / 0.02)

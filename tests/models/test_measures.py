@@ -75,6 +75,27 @@ def test_real_delta_region_is_detected_and_quiet_field_is_not(harp377: dict) -> 
     assert not measures.delta_spots(quiet, 0.03).is_delta
 
 
+def _gauss(yy: np.ndarray, xx: np.ndarray, y: float, x: float, sigma: float) -> np.ndarray:
+    return np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma**2))
+
+
+def test_delta_needs_a_shared_penumbra_not_just_close_umbrae(harp377: dict) -> None:
+    """Mt. Wilson's delta: opposite umbrae in one penumbra. Two separate spots 1.6 deg apart
+    across quiet field are close enough by distance alone, but are not a delta."""
+    yy, xx = np.mgrid[0:100, 0:160] * 0.03  # degrees
+    umbrae = 2500 * _gauss(yy, xx, 1.5, 2.4 - 0.8, 0.2) - 2500 * _gauss(yy, xx, 1.5, 2.4 + 0.8, 0.2)
+    # One penumbra around both, its field reversing sign across the inversion line at x = 2.4.
+    shared = umbrae + 900 * np.tanh((2.4 - xx) / 0.05) * (np.hypot(yy - 1.5, (xx - 2.4) / 1.6) < 1.0)
+    # Two spots, each with its own penumbra, quiet (< 50 G) field between them.
+    apart = umbrae + 900 * (np.hypot(yy - 1.5, xx - 1.6) < 0.45) - 900 * (np.hypot(yy - 1.5, xx - 3.2) < 0.45)
+    for field in (shared, apart):
+        assert measures.delta_spots(field, 0.03, umbra_g=1300).is_delta  # distance alone: both
+    assert measures.delta_spots(shared, 0.03, umbra_g=1300, penumbra_g=400).is_delta
+    assert not measures.delta_spots(apart, 0.03, umbra_g=1300, penumbra_g=400).is_delta
+    # The real delta of NOAA 11158 shares its penumbra.
+    assert measures.delta_spots(harp377["br"], 0.03, umbra_g=1300, min_umbra_px=6, penumbra_g=400).is_delta
+
+
 def test_polarity_blobs_and_imbalance_on_real_patch(harp377: dict) -> None:
     area = measures.cea_pixel_area_cm2(0.03)
     pos, neg = measures.polarity_blobs(harp377["br"], area, threshold_g=500, min_flux_mx=1e21)
