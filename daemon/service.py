@@ -356,23 +356,11 @@ class Daemon:
             return None
 
     def _srs_fields(self, r: Any, t_utc: str, srs: Any) -> dict[str, Any]:
-        """NOAA number and NOAA's own class of the SRS region matching a detection."""
-        from heliowatch.pipelines.srs import match_noaa  # noqa: PLC0415
+        """NOAA number, NOAA's own class and the HARP of a detection (SRS and recent SHARPs)."""
+        from heliowatch.pipelines.regions import identify  # noqa: PLC0415
 
-        if srs is None:
-            return {"noaa_ar": None, "srs": None}
-        hit = match_noaa(r.hgs_lat, r.hgs_lon, t_utc, srs, max_deg=self.cfg.regions.srs_match_deg)
-        if hit is None:
-            return {"noaa_ar": None, "srs": {"issued": srs.issued.isoformat(), "match": None}}
-        return {
-            "noaa_ar": hit.noaa,
-            "srs": {
-                "issued": srs.issued.isoformat(),
-                "mtwilson": hit.mtwilson,
-                "mcintosh": hit.mcintosh,
-                "area_uhem": hit.area_uhem,
-            },
-        }
+        sharps = [p["payload"] for p in self.store.latest("flare_region", limit=300)] if self.store is not None else []
+        return identify(r, t_utc, srs=srs, sharps=sharps, max_deg=self.cfg.regions.srs_match_deg)
 
     def _deliver_alerts(self) -> None:
         """Deliver the outbox; while running live, also check for stale data."""

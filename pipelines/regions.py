@@ -43,6 +43,7 @@ __all__ = [
     "classify_rules",
     "describe_region",
     "detect",
+    "identify",
     "match_position",
     "merge_fragments",
     "preprocess",
@@ -532,6 +533,38 @@ def classify_cutout(path: Path, *, cnn: Any = None) -> dict[str, Any]:
         "class_probs": probs,
         "measures": {k: round(v, 4) if isinstance(v, float) else v for k, v in out_m.items()},
     }
+
+
+def identify(
+    r: DetectedRegion, t_utc: str, *, srs: Any = None, sharps: list[dict[str, Any]] | None = None, max_deg: float = 6.0
+) -> dict[str, Any]:
+    """Catalogue identity of a detection: NOAA number and NOAA's class from an SRS report, HARP
+    number from the SHARP records seen so far (``hgs_lat``, ``hgs_lon``, ``t_rec_utc``, ``harpnum``,
+    ``noaa_ar``; NRT SHARPs lag the magnetograms, so up to 6 h back, rotated to ``t_utc``).
+
+    Returns ``{"noaa_ar", "harpnum", "srs"}``; the SRS number wins over the SHARP's NOAA_AR.
+    """
+    from heliowatch.pipelines.srs import match_noaa  # noqa: PLC0415
+
+    out: dict[str, Any] = {"noaa_ar": None, "harpnum": None, "srs": None}
+    if srs is not None:
+        hit = match_noaa(r.hgs_lat, r.hgs_lon, t_utc, srs, max_deg=max_deg)
+        out["srs"] = {"issued": srs.issued.isoformat(), "match": None}
+        if hit is not None:
+            out["noaa_ar"] = hit.noaa
+            out["srs"] = {
+                "issued": srs.issued.isoformat(),
+                "mtwilson": hit.mtwilson,
+                "mcintosh": hit.mcintosh,
+                "area_uhem": hit.area_uhem,
+            }
+    sharp = match_position(
+        r.hgs_lat, r.hgs_lon, t_utc, [s for s in sharps or [] if s.get("hgs_lat") is not None], max_deg=max_deg, max_hours=6.0
+    )
+    if sharp is not None:
+        out["harpnum"] = sharp.get("harpnum")
+        out["noaa_ar"] = out["noaa_ar"] or sharp.get("noaa_ar")
+    return out
 
 
 def to_json(r: DetectedRegion) -> dict[str, Any]:

@@ -34,6 +34,20 @@ def _cmd_detect(a: argparse.Namespace) -> int:
     frame = preprocess(p)
     regions = detect(frame)
     classify_regions(frame, regions, cnn=cnn)
+    ids: dict[int, dict[str, Any]] = {}
+    if a.srs:
+        import datetime as dt  # noqa: PLC0415
+
+        from heliowatch.pipelines.regions import identify  # noqa: PLC0415
+        from heliowatch.pipelines.srs import SRSArchive  # noqa: PLC0415
+
+        srs = SRSArchive(Path(a.srs)).latest_issued(dt.datetime.fromisoformat(frame.t_rec_utc.replace("Z", "+00:00")))
+        if srs is None:
+            msg = f"{a.srs}: no SRS issued in the 3 days before {frame.t_rec_utc}"
+            raise UsageError(msg)
+        for r in regions:
+            ids[r.id] = identify(r, frame.t_rec_utc, srs=srs)
+            r.noaa_ar = ids[r.id]["noaa_ar"]
     if a.quicklook:
         from heliowatch.pipelines.quicklook import render_magnetogram  # noqa: PLC0415
 
@@ -44,7 +58,7 @@ def _cmd_detect(a: argparse.Namespace) -> int:
                 {
                     "file": str(p),
                     "t_rec_utc": frame.t_rec_utc,
-                    "regions": [to_json(r) for r in regions],
+                    "regions": [{**to_json(r), **({"srs": ids[r.id]["srs"]} if ids else {})} for r in regions],
                     "model": {"detector": det_model, "classifier": model},
                 },
                 indent=2,
@@ -53,7 +67,7 @@ def _cmd_detect(a: argparse.Namespace) -> int:
     else:
         print(f"{len(regions)} region(s) in {p.name} ({frame.t_rec_utc})")
         for r in regions:
-            pos = f"HGS {r.hgs_lat:+6.1f} {r.hgs_lon:+6.1f}"
+            pos = f"HGS {r.hgs_lat:+6.1f} {r.hgs_lon:+6.1f}" + (f"  NOAA {r.noaa_ar}" if r.noaa_ar else "")
             print(f"  {r.id:>2}  {r.mtwilson:<17} {pos}  {r.usflux_mx:.2e} Mx  conf {r.confidence:.2f}  bbox {r.bbox_px}")
     return 0
 
@@ -88,6 +102,7 @@ def add_region_parsers(sub: Any) -> None:
     d.add_argument("--quicklook", metavar="PNG", help="also write the annotated quicklook here")
     d.add_argument("--classifier", choices=["cnn", "rules"], help="default: models.region_classifier of the config")
     d.add_argument("--detector", choices=["cnn", "smart"], help="default: models.region_detector of the config")
+    d.add_argument("--srs", metavar="DIR", help="NOAA SRS files (daily .txt or yearly .tar.gz): name regions by NOAA number")
     d.set_defaults(func=_cmd_detect)
     c = sub.add_parser("classify", help="Mt. Wilson class of region cutouts (SHARP CEA patches)")
     c.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)

@@ -204,3 +204,16 @@ def test_untrained_cnn_detector_is_a_clear_error(tmp_path: Path) -> None:
         mp.setattr("heliowatch.models.registry.weights_dir", lambda: tmp_path)
         with pytest.raises(UsageError, match="no trained weights"):
             region_detector("cnn", export_dir=tmp_path)
+
+
+def test_detect_names_regions_by_noaa_number_from_an_srs() -> None:
+    frame = demo_archive_path() / "magnetogram" / "hmi.M_720s_nrt.20110215_020034_TAI.3.magnetogram.fits"
+    p = cli("detect", str(frame), "--json", "--srs", str(demo_archive_path() / "srs"))
+    assert p.returncode == 0, p.stderr
+    regions = json.loads(p.stdout)["regions"]
+    # The demo frame carries the regions of the SRS of that day: 11157, 11158, 11159, 11161.
+    assert {11157, 11158, 11159, 11161} <= {r["noaa_ar"] for r in regions}
+    big = max(regions, key=lambda r: r["usflux_mx"])
+    assert big["noaa_ar"] == 11158 and big["srs"]["mtwilson"] == "beta-gamma"
+    bad = cli("detect", str(frame), "--srs", "/nonexistent/srs")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "does not exist" in bad.stderr

@@ -156,3 +156,24 @@ def test_feed_stores_a_good_report_and_keeps_it_through_a_bad_download(
     assert feed.refresh(10.0) is None  # not due again for an hour, even after a failure
     rep = feed.latest_issued(dt.datetime(2011, 2, 16, 3, tzinfo=dt.UTC))
     assert rep is not None and rep.region(11158) is not None
+
+
+def test_identify_a_detection_from_the_srs_and_recent_sharps(archive: SRSArchive) -> None:
+    from heliowatch.pipelines.regions import DetectedRegion, identify
+
+    r = DetectedRegion(
+        id=1, bbox_px=[0, 0, 1, 1], hgs_lat=-20.5, hgs_lon=14.0, hgc_lon=0.0, area_uhem=400.0, usflux_mx=3e22, confidence=0.9
+    )
+    srs = archive.latest_issued(dt.datetime(2011, 2, 15, 2, tzinfo=dt.UTC))
+    # The NRT SHARP of HARP 377, two hours older than the magnetogram and 1 deg further east.
+    sharps = [{"hgs_lat": -20.2, "hgs_lon": 12.8, "t_rec_utc": "2011-02-15T00:00:00Z", "harpnum": 377, "noaa_ar": 11158}]
+    got = identify(r, "2011-02-15T02:00:00Z", srs=srs, sharps=sharps)
+    assert got["noaa_ar"] == 11158 and got["harpnum"] == 377
+    assert got["srs"]["mtwilson"] == "beta-gamma" and got["srs"]["mcintosh"] == "Ekc"
+    # Without an SRS the SHARP's NOAA number is used; a region elsewhere gets neither.
+    assert identify(r, "2011-02-15T02:00:00Z", sharps=sharps)["noaa_ar"] == 11158
+    far = DetectedRegion(
+        id=2, bbox_px=[0, 0, 1, 1], hgs_lat=30.0, hgs_lon=-50.0, hgc_lon=0.0, area_uhem=50.0, usflux_mx=2e21, confidence=0.5
+    )
+    got = identify(far, "2011-02-15T02:00:00Z", srs=srs, sharps=sharps)
+    assert got["noaa_ar"] is None and got["harpnum"] is None and got["srs"]["match"] is None
