@@ -273,6 +273,7 @@ class Daemon:
 
     def _quicklook(self, frames: list[IngestedFrame]) -> None:
         """Regions of every new magnetogram: detect, classify, track, store, alert; annotated quicklook."""
+        from heliowatch.pipelines.cutouts import write_cutouts  # noqa: PLC0415
         from heliowatch.pipelines.quicklook import render_magnetogram  # noqa: PLC0415
         from heliowatch.pipelines.regions import Tracker, classify_regions, preprocess, to_json  # noqa: PLC0415
 
@@ -299,17 +300,20 @@ class Daemon:
                 srs_fields = [self._srs_fields(r, frame.t_rec_utc, srs) for r in regions]
                 for r, sf in zip(regions, srs_fields, strict=True):
                     r.noaa_ar = sf["noaa_ar"]
-                name = f"regions-{frame.t_rec_utc[:19].replace(':', '')}.png"
-                png = render_magnetogram(seg, self.outputs / "quicklook" / name, regions=regions, frame=frame)
+                stamp = frame.t_rec_utc[:19].replace(":", "")
+                png = render_magnetogram(seg, self.outputs / "quicklook" / f"regions-{stamp}.png", regions=regions, frame=frame)
+                cutouts = write_cutouts(seg, regions, self.outputs / "regions" / frame.t_rec_utc[:10], stem=f"region-{stamp}")
             except Exception as e:
                 log.warning("regions_failed", record=fr.record.name, error=str(e)[:300])
                 continue
             self.quicklook = png
             alerts = []
-            for r, sf in zip(regions, srs_fields, strict=True):
+            for r, sf, cut in zip(regions, srs_fields, cutouts, strict=True):
                 payload = {
                     **to_json(r),
                     **sf,
+                    "cutout_fits": cut["fits"],
+                    "cutout_png": cut.get("png"),
                     "quicklook_png": str(png),
                     "t_rec_utc": frame.t_rec_utc,
                     "model": f"detector: {self.region_detector_model}; classifier: {self.region_model}",

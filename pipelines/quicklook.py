@@ -13,7 +13,7 @@ import numpy as np
 from heliowatch.models.measures import bin_mean
 from heliowatch.pipelines.ingest import load_frame
 
-__all__ = ["north_up", "render_magnetogram"]
+__all__ = ["greek", "north_up", "render_magnetogram"]
 
 
 def north_up(data: np.ndarray, crota2: float) -> np.ndarray:
@@ -59,7 +59,7 @@ def render_magnetogram(path: Path, out_png: Path, *, max_side: int = 1024, regio
 _GREEK = {"alpha": "\u03b1", "beta": "\u03b2", "gamma": "\u03b3", "delta": "\u03b4"}
 
 
-def _greek(mtwilson: str) -> str:
+def greek(mtwilson: str) -> str:
     """``'beta-gamma-delta'`` -> the forecaster's shorthand."""
     return "".join(_GREEK.get(p, p) for p in mtwilson.split("-")) if mtwilson else "?"
 
@@ -84,7 +84,7 @@ def _annotate(fig: Any, ax: Any, regions: Any, frame: Any, f: int) -> None:
     for r, (x0, y0, x1, y1), color, _patch in boxes:
         name = f"#{r.id}" + (f" AR {r.noaa_ar}" if getattr(r, "noaa_ar", None) else "")
         p = r.class_probs.get(r.mtwilson) if r.class_probs else None
-        text = f"{name}  {_greek(r.mtwilson)}" + (f" {p:.0%}" if p is not None else "") + f"  det {r.confidence:.2f}"
+        text = f"{name}  {greek(r.mtwilson)}" + (f" {p:.0%}" if p is not None else "") + f"  det {r.confidence:.2f}"
         t = ax.text(
             x0, y1 + 3, text, color=color, fontsize=7.5, bbox={"facecolor": "black", "alpha": 0.6, "pad": 1, "edgecolor": "none"}
         )

@@ -48,6 +48,12 @@ def _cmd_detect(a: argparse.Namespace) -> int:
         for r in regions:
             ids[r.id] = identify(r, frame.t_rec_utc, srs=srs)
             r.noaa_ar = ids[r.id]["noaa_ar"]
+    cut_paths: dict[int, dict[str, str]] = {}
+    if a.cutouts:
+        from heliowatch.pipelines.cutouts import write_cutouts  # noqa: PLC0415
+
+        stem = "region-" + frame.t_rec_utc[:19].replace(":", "")
+        cut_paths = dict(zip([r.id for r in regions], write_cutouts(p, regions, Path(a.cutouts), stem=stem), strict=True))
     if a.quicklook:
         from heliowatch.pipelines.quicklook import render_magnetogram  # noqa: PLC0415
 
@@ -58,7 +64,14 @@ def _cmd_detect(a: argparse.Namespace) -> int:
                 {
                     "file": str(p),
                     "t_rec_utc": frame.t_rec_utc,
-                    "regions": [{**to_json(r), **({"srs": ids[r.id]["srs"]} if ids else {})} for r in regions],
+                    "regions": [
+                        {
+                            **to_json(r),
+                            **({"srs": ids[r.id]["srs"]} if ids else {}),
+                            **({"cutout": cut_paths[r.id]} if cut_paths else {}),
+                        }
+                        for r in regions
+                    ],
                     "model": {"detector": det_model, "classifier": model},
                 },
                 indent=2,
@@ -102,6 +115,7 @@ def add_region_parsers(sub: Any) -> None:
     d.add_argument("--quicklook", metavar="PNG", help="also write the annotated quicklook here")
     d.add_argument("--classifier", choices=["cnn", "rules"], help="default: models.region_classifier of the config")
     d.add_argument("--detector", choices=["cnn", "smart"], help="default: models.region_detector of the config")
+    d.add_argument("--cutouts", metavar="DIR", help="also write a FITS + PNG cutout of each region here")
     d.add_argument("--srs", metavar="DIR", help="NOAA SRS files (daily .txt or yearly .tar.gz): name regions by NOAA number")
     d.set_defaults(func=_cmd_detect)
     c = sub.add_parser("classify", help="Mt. Wilson class of region cutouts (SHARP CEA patches)")

@@ -279,6 +279,7 @@ def test_readme_main_command_runs_the_demo(tmp_path: Path) -> None:
     regions = [p["payload"] for p in json.loads(prods.stdout)["products"]]
     by_noaa = {r["noaa_ar"]: r for r in regions if r["noaa_ar"]}
     assert {11157, 11158, 11159, 11161} <= set(by_noaa)
+    assert all(Path(r["cutout_fits"]).exists() and Path(r["cutout_png"]).exists() for r in regions)
     assert by_noaa[11158]["srs"] == {
         "issued": "2011-02-15T00:30:00+00:00",
         "mtwilson": "beta-gamma",

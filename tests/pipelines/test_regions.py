@@ -217,3 +217,22 @@ def test_detect_names_regions_by_noaa_number_from_an_srs() -> None:
     assert big["noaa_ar"] == 11158 and big["srs"]["mtwilson"] == "beta-gamma"
     bad = cli("detect", str(frame), "--srs", "/nonexistent/srs")
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "does not exist" in bad.stderr
+
+
+def test_cutouts_are_real_maps_centred_on_their_regions(tmp_path: Path) -> None:
+    import sunpy.map
+    from sunpy.coordinates import frames
+
+    frame = demo_archive_path() / "magnetogram" / "hmi.M_720s_nrt.20110215_020034_TAI.3.magnetogram.fits"
+    p = cli("detect", str(frame), "--json", "--srs", str(demo_archive_path() / "srs"), "--cutouts", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    regions = json.loads(p.stdout)["regions"]
+    assert len(list(tmp_path.glob("*.fits"))) == len(regions) == len(list(tmp_path.glob("*.png")))
+    for r in regions:
+        m = sunpy.map.Map(r["cutout"]["fits"])
+        assert m.meta["hw_class"] == r["mtwilson"] and m.meta["hw_noaa"] == (r["noaa_ar"] or 0)
+        # The cutout's own WCS puts its centre on the region (the box is centred, the position flux-weighted).
+        c = m.wcs.pixel_to_world((m.data.shape[1] - 1) / 2, (m.data.shape[0] - 1) / 2)
+        g = c.transform_to(frames.HeliographicStonyhurst(obstime=m.date))
+        assert abs(g.lat.deg - r["hgs_lat"]) < 2.5 and abs(g.lon.deg - r["hgs_lon"]) < 2.5
+        assert np.isfinite(m.data).mean() > 0.9 and np.nanmax(np.abs(m.data)) > 500  # the region's field, in G
