@@ -306,6 +306,8 @@ def classify_rules(
     umbra_g: float = 1300.0,
     min_umbra_px: int = 6,
     penumbra_g: float | None = 400.0,
+    beta_sep: float = 0.95,
+    gamma_sep: float = 0.75,
 ) -> tuple[str, dict[str, float], dict[str, float]]:
     """Mt. Wilson class of a region's radial field by rules; returns (class, probabilities, measures).
 
@@ -314,7 +316,8 @@ def classify_rules(
       the real beta-gamma-deltas here: 38-43 %);
     - beta / beta-gamma / gamma: how well one straight line separates the strong positive from
       the strong negative field (flux-weighted accuracy of a linear discriminant on pixel
-      positions: >= 0.95 beta, 0.85-0.95 beta-gamma, below gamma);
+      positions: >= 0.95 beta, 0.75-0.95 beta-gamma, below gamma; NOAA issued no pure gamma in
+      2010-2019, so gamma is kept for thoroughly mixed regions);
     - delta: opposite-polarity umbrae (``|Br| > umbra_g``) closer than 2 deg that share a
       penumbra: the path between them stays above ``penumbra_g`` except where it crosses the
       inversion line (:func:`~heliowatch.models.measures.delta_spots`), so two separate spots
@@ -344,9 +347,9 @@ def classify_rules(
     delta = measures.delta_spots(b, deg_per_px, umbra_g=umbra_g, min_umbra_px=min_umbra_px, penumbra_g=penumbra_g)
     m = {"minority_fraction": minority, "separability": acc, "delta_separation_deg": delta.min_separation_deg}
     p_alpha = _sigmoid((0.25 - minority) / 0.03)
-    # Beta -> beta-gamma -> gamma as separability falls (soft boundaries at 0.95 and 0.85).
-    s_b = _sigmoid((acc - 0.95) / 0.01)
-    s_g = _sigmoid((0.85 - acc) / 0.02)
+    # Beta -> beta-gamma -> gamma as separability falls (soft boundaries).
+    s_b = _sigmoid((acc - beta_sep) / 0.01)
+    s_g = _sigmoid((gamma_sep - acc) / 0.02)
     s_bg = max(0.0, 1 - s_b - s_g)
     sep = delta.min_separation_deg
     p_delta = _sigmoid((2.0 - sep) / 0.3) if math.isfinite(sep) else 0.0
