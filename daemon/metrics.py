@@ -105,6 +105,15 @@ class Metrics:
             "heliowatch_alert_last_delivery_timestamp_seconds", "Unix time of the last delivered alert", registry=r
         )
         self.products = Counter("heliowatch_products_total", "Products written to the store", ["product"], registry=r)
+        self.regions_on_disk = Gauge(
+            "heliowatch_regions_on_disk",
+            "Active regions on the latest magnetogram, by Mt. Wilson class",
+            ["mtwilson"],
+            registry=r,
+        )
+        self.region_frame_time = Gauge(
+            "heliowatch_region_frame_timestamp_seconds", "T_REC (UTC, Unix) of the latest magnetogram with regions", registry=r
+        )
         self.backend_fallbacks = Counter(
             "heliowatch_model_backend_fallbacks_total", "Inference backends that failed to load", ["model", "backend"], registry=r
         )

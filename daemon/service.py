@@ -322,6 +322,11 @@ class Daemon:
                 self.store.put("region", f"{frame.t_rec_utc}|{r.track_id}", frame.t_rec_utc, payload, region=name)
                 self.metrics.products.labels("region").inc()
                 alerts += self.rules.region_alerts({**payload, "id": r.track_id}, prior.get(r.track_id or 0))
+            from heliowatch.models.synthetic.regions import MTWILSON_CLASSES  # noqa: PLC0415
+
+            for cls in MTWILSON_CLASSES:
+                self.metrics.regions_on_disk.labels(cls).set(sum(r.mtwilson == cls for r in regions))
+            self.metrics.region_frame_time.set(dt.datetime.fromisoformat(frame.t_rec_utc.replace("Z", "+00:00")).timestamp())
             if self.alert_center is not None and alerts:
                 self.alert_center.raise_alerts(alerts, now=dt.datetime.fromisoformat(frame.t_rec_utc.replace("Z", "+00:00")))
             log.info(

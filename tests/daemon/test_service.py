@@ -288,6 +288,15 @@ def test_readme_main_command_runs_the_demo(tmp_path: Path) -> None:
     }
     prom = (out / "metrics.prom").read_text()
     assert 'heliowatch_flare_probability{harpnum="7115",level="M",noaa_ar="12673"}' in prom
+    # The last frame's regions by class, as the Grafana panel shows them (11157, 11159, 11161 are Beta).
+    on_disk = {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in prom.splitlines()
+        if line.startswith("heliowatch_regions_on_disk{")
+    }
+    assert set(on_disk) == {"alpha", "beta", "gamma", "beta-gamma", "delta", "beta-delta", "beta-gamma-delta", "gamma-delta"}
+    assert sum(on_disk.values()) == len([r for r in regions if r["t_rec_utc"] == max(x["t_rec_utc"] for x in regions)])
+    assert on_disk["beta"] >= 3
     assert 'heliowatch_flare_verification{level="M",scope="full_disk",score="n"} 1.0' in prom
 
 
