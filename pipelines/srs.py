@@ -304,8 +304,9 @@ def fetch_latest(url: str, dest_dir: Path, *, timeout_s: float = 30.0) -> Path:
 class SRSFeed:
     """The reports a running daemon sees: a directory, refreshed from SWPC when ``url`` is set.
 
-    A failed fetch keeps the reports already on disk (logged by the caller); the directory is
-    re-indexed only after a new file arrives.
+    A failed fetch keeps the reports already on disk (logged by the caller). The directory is
+    re-indexed when its modification time changes, so reports dropped in by another process
+    (a cron job syncing SWPC's archive) are picked up without a restart.
     """
 
     def __init__(self, root: Path, *, url: str | None = None, refresh_s: float = 3600.0) -> None:
@@ -314,6 +315,7 @@ class SRSFeed:
         self.refresh_s = refresh_s
         self._fetched_at: float | None = None
         self._archive: SRSArchive | None = None
+        self._indexed: tuple[int, int] | None = None
 
     def refresh(self, now_s: float) -> Path | None:
         """Fetch the current report if ``url`` is set and the last fetch is older than ``refresh_s``.
@@ -326,14 +328,17 @@ class SRSFeed:
         if self.url is None or (self._fetched_at is not None and now_s - self._fetched_at < self.refresh_s):
             return None
         self._fetched_at = now_s
-        out = fetch_latest(self.url, self.root)
-        self._archive = None
-        return out
+        return fetch_latest(self.url, self.root)
 
     def latest_issued(self, t: dt.datetime) -> SRSReport | None:
         """The newest report issued at or before ``t``; None when there is none (or no directory)."""
-        if self._archive is None:
-            if not self.root.is_dir():
-                return None
-            self._archive = SRSArchive(self.root)
+        if not self.root.is_dir():
+            return None
+        # Modification time and entry count: coarse file-system clocks can give two quick
+        # writes the same mtime, never the same count.
+        sig = (self.root.stat().st_mtime_ns, sum(1 for _ in self.root.iterdir()))
+        if self._archive is None or sig != self._indexed:
+            if self._archive is not None:
+                self._archive.close()
+            self._archive, self._indexed = SRSArchive(self.root), sig
         return self._archive.latest_issued(t)

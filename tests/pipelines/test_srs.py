@@ -177,3 +177,16 @@ def test_identify_a_detection_from_the_srs_and_recent_sharps(archive: SRSArchive
     )
     got = identify(far, "2011-02-15T02:00:00Z", srs=srs, sharps=sharps)
     assert got["noaa_ar"] is None and got["harpnum"] is None and got["srs"]["match"] is None
+
+
+def test_feed_picks_up_reports_dropped_into_its_directory(tmp_path: Path) -> None:
+    feed = SRSFeed(tmp_path / "srs")
+    t = dt.datetime(2011, 2, 16, 3, tzinfo=dt.UTC)
+    assert feed.latest_issued(t) is None  # no directory yet: no report, no error
+    (tmp_path / "srs").mkdir()
+    (tmp_path / "srs" / "20110215SRS.txt").write_text(_raw("20110215"))
+    first = feed.latest_issued(t)
+    assert first is not None and first.issued.day == 15
+    (tmp_path / "srs" / "20110216SRS.txt").write_text(_raw("20110216"))  # a cron job syncs the next day
+    later = feed.latest_issued(t)
+    assert later is not None and later.issued.day == 16
