@@ -15,7 +15,7 @@ from typing import Any
 
 from heliowatch.daemon.errors import ConfigError, HeliowatchError, SourceUnavailable, UsageError
 
-__all__ = ["main", "register"]
+__all__ = ["main", "progress_bar", "register"]
 
 #: Sub-command registrars; later subpackages add theirs with :func:`register`.
 _REGISTRARS: list[Callable[[Any], None]] = []
@@ -32,6 +32,23 @@ def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
 def register_command(words: tuple[str, ...], build: Callable[[], argparse.ArgumentParser]) -> None:
     """A command whose leading words select a parser of its own (e.g. ``forecast backtest``)."""
     _COMMANDS[words] = build
+
+
+def progress_bar(label: str) -> Callable[[int, int, str], None]:
+    """A ``(done, total, what)`` callback drawing a tqdm bar on stderr (a new bar when ``total`` changes)."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    bar: dict[str, Any] = {}
+
+    def cb(done: int, total: int, what: str) -> None:
+        if "b" not in bar or bar["b"].total != total:  # a new phase (e.g. synthesising, then epochs)
+            if "b" in bar:
+                bar["b"].close()
+            bar["b"] = tqdm(total=total, desc=label, file=sys.stderr, leave=False)
+        bar["b"].set_postfix_str(what)
+        bar["b"].update(done - bar["b"].n)
+
+    return cb
 
 
 def _load(args: argparse.Namespace) -> Any:

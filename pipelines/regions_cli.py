@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from heliowatch.daemon.cli import register
+from heliowatch.daemon.cli import progress_bar, register
 from heliowatch.daemon.errors import UsageError
 
-__all__ = ["add_region_parsers"]
+__all__ = ["add_region_parsers", "evaluate_regions_cmd", "train_regions"]
 
 
 def _cmd_detect(a: argparse.Namespace) -> int:
@@ -103,6 +104,52 @@ def _cmd_classify(a: argparse.Namespace) -> int:
     else:
         for o in out:
             print(f"{Path(o['file']).name}: {o['mtwilson']} ({o['class_probs'][o['mtwilson']]:.2f})")
+    return 0
+
+
+def train_regions(a: argparse.Namespace, out: Path) -> int:
+    """The region models train on synthetic disks they generate: no --data."""
+    frames = a.frames
+    if a.model == "region-detector":
+        from heliowatch.models.region_detector import train_region_detector  # noqa: PLC0415
+
+        res = train_region_detector(out, frames=frames or 240, epochs=a.epochs, progress=progress_bar("train region-detector"))
+    else:
+        from heliowatch.models.region_cnn import train_region_classifier  # noqa: PLC0415
+
+        res = train_region_classifier(out, frames=frames or 60, epochs=a.epochs)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def evaluate_regions_cmd(a: argparse.Namespace) -> int:
+    """``heliowatch evaluate regions``."""
+    from heliowatch.daemon.config import load_config  # noqa: PLC0415
+    from heliowatch.pipelines.regions import region_classifier, region_detector  # noqa: PLC0415
+    from heliowatch.pipelines.regions_eval import check_data_root, evaluate_regions, format_report, save_report  # noqa: PLC0415
+
+    check_data_root(Path(a.data))
+    cfg = load_config(Path(a.config) if a.config else None)
+    cnn, _ = region_classifier("cnn", export_dir=cfg.export_dir, backend=cfg.models.backend)
+    detectors = {}
+    for kind in dict.fromkeys([cfg.models.region_detector, "smart", "cnn"]):  # the configured one first
+        try:
+            detectors[kind] = region_detector(kind, export_dir=cfg.export_dir, backend=cfg.models.backend)[0]
+        except UsageError as e:  # an untrained CNN is reported, not evaluated
+            print(f"not evaluated: {e}", file=sys.stderr)
+    out = Path(a.out)
+    res = evaluate_regions(
+        Path(a.data),
+        semireal_frames=a.frames,
+        synthetic_frames=a.frames,
+        cnn=cnn,
+        detectors=detectors,
+        progress=progress_bar("evaluate regions"),
+        example_png=out / "semireal-example.png",
+    )
+    print(format_report(res))
+    for p in save_report(res, out):
+        print(f"wrote {p}", file=sys.stderr)
     return 0
 
 

@@ -1,13 +1,14 @@
-"""``heliowatch train`` and ``heliowatch evaluate`` for the flare models."""
+"""``heliowatch train`` and ``heliowatch evaluate``: the flare models here, the region models in
+:mod:`heliowatch.pipelines.regions_cli`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from heliowatch.daemon.cli import progress_bar
 from heliowatch.daemon.errors import UsageError
 
 __all__ = ["add_evaluate_parser", "add_train_parser", "default_events"]
@@ -23,28 +24,23 @@ def default_events(data: Path) -> list[Path]:
     return found
 
 
-def _progress(label: str) -> Any:
-    from tqdm import tqdm  # noqa: PLC0415
-
-    bar: dict[str, Any] = {}
-
-    def cb(done: int, total: int, what: str) -> None:
-        if "b" not in bar or bar["b"].total != total:  # a new phase (e.g. synthesising, then epochs)
-            if "b" in bar:
-                bar["b"].close()
-            bar["b"] = tqdm(total=total, desc=label, file=sys.stderr, leave=False)
-        bar["b"].set_postfix_str(what)
-        bar["b"].update(done - bar["b"].n)
-
-    return cb
+_NEEDS_DATA = ("flare-features", "flare-climatology", "flare-cnn1", "flare-cnn2")
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from heliowatch.models.registry import weights_dir  # noqa: PLC0415
+    from heliowatch.models.registry import MODELS, init_weights, weights_dir  # noqa: PLC0415
 
     out = Path(a.out) if a.out else weights_dir()
+    if a.model not in (*_NEEDS_DATA, *MODELS):
+        msg = f"unknown model {a.model!r}; trainable: {', '.join(dict.fromkeys([*_NEEDS_DATA, *MODELS]))}"
+        raise UsageError(msg)
     if a.model in ("region-detector", "region-classifier"):
-        return _train_regions(a, out)
+        from heliowatch.pipelines.regions_cli import train_regions  # noqa: PLC0415
+
+        return train_regions(a, out)
+    if a.model not in _NEEDS_DATA:  # a registry model without a recipe: seeded initial weights
+        print(init_weights(a.model, root=out))
+        return 0
     if not a.data:
         msg = f"train {a.model} needs --data"
         raise UsageError(msg)
@@ -62,77 +58,26 @@ def _cmd_train(a: argparse.Namespace) -> int:
         )
         hayes = data if (data / "AR_flare_ml_23_24.csv").exists() else data / "hayes-flare-ar"
         print(train_climatology(hayes, events, out / "flare-region-climatology.json", cutoff=a.until or "2018-12-31"))
-    elif a.model in ("flare-cnn1", "flare-cnn2"):
+    else:
         from heliowatch.models.flares.cnn import train_cnn  # noqa: PLC0415
 
         print(train_cnn(a.model, data, out, epochs=a.epochs, until=a.until))
-    else:
-        from heliowatch.models.registry import MODELS, init_weights  # noqa: PLC0415
-
-        if a.model not in MODELS:
-            names = ", ".join(["flare-features", "flare-climatology", "flare-cnn1", "flare-cnn2", *MODELS])
-            msg = f"unknown model {a.model!r}; trainable: {names}"
-            raise UsageError(msg)
-        print(init_weights(a.model, root=out))
-    return 0
-
-
-def _train_regions(a: argparse.Namespace, out: Path) -> int:
-    """The region models train on synthetic disks they generate: no --data."""
-    frames = a.frames
-    if a.model == "region-detector":
-        from heliowatch.models.region_detector import train_region_detector  # noqa: PLC0415
-
-        res = train_region_detector(out, frames=frames or 240, epochs=a.epochs, progress=_progress("train region-detector"))
-    else:
-        from heliowatch.models.region_cnn import train_region_classifier  # noqa: PLC0415
-
-        res = train_region_classifier(out, frames=frames or 60, epochs=a.epochs)
-    print(json.dumps(res, indent=2))
     return 0
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     if a.model == "regions":
-        return _evaluate_regions(a)
+        from heliowatch.pipelines.regions_cli import evaluate_regions_cmd  # noqa: PLC0415
+
+        return evaluate_regions_cmd(a)
     if a.model != "flares":
         msg = f"evaluate {a.model!r} is not available; evaluable: flares, regions"
         raise UsageError(msg)
     from heliowatch.models.flares.evaluate import evaluate_flares, format_report, save_report  # noqa: PLC0415
 
-    res = evaluate_flares(Path(a.data), progress=_progress("evaluate flares"))
+    res = evaluate_flares(Path(a.data), progress=progress_bar("evaluate flares"))
     print(format_report(res))
     for p in save_report(res, Path(a.out)):
-        print(f"wrote {p}", file=sys.stderr)
-    return 0
-
-
-def _evaluate_regions(a: argparse.Namespace) -> int:
-    from heliowatch.daemon.config import load_config  # noqa: PLC0415
-    from heliowatch.pipelines.regions import region_classifier, region_detector  # noqa: PLC0415
-    from heliowatch.pipelines.regions_eval import check_data_root, evaluate_regions, format_report, save_report  # noqa: PLC0415
-
-    check_data_root(Path(a.data))
-    cfg = load_config(Path(a.config) if a.config else None)
-    cnn, _ = region_classifier("cnn", export_dir=cfg.export_dir, backend=cfg.models.backend)
-    detectors = {}
-    for kind in dict.fromkeys([cfg.models.region_detector, "smart", "cnn"]):  # the configured one first
-        try:
-            detectors[kind] = region_detector(kind, export_dir=cfg.export_dir, backend=cfg.models.backend)[0]
-        except UsageError as e:  # an untrained CNN is reported, not evaluated
-            print(f"not evaluated: {e}", file=sys.stderr)
-    out = Path(a.out)
-    res = evaluate_regions(
-        Path(a.data),
-        semireal_frames=a.frames,
-        synthetic_frames=a.frames,
-        cnn=cnn,
-        detectors=detectors,
-        progress=_progress("evaluate regions"),
-        example_png=out / "semireal-example.png",
-    )
-    print(format_report(res))
-    for p in save_report(res, out):
         print(f"wrote {p}", file=sys.stderr)
     return 0
 

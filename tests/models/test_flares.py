@@ -424,3 +424,14 @@ def test_shipped_cnn_is_marked_synthetic_and_not_operational() -> None:
     card = load_card("flare-cnn1")
     assert card["training"]["synthetic"] is True and card["operational"] is False
     assert any("synthetic" in lim for lim in card["known_limits"])
+
+
+def test_train_names_the_trainable_models_and_asks_for_data_only_where_needed(tmp_path: Path) -> None:
+    p = cli("train", "nope", "--out", str(tmp_path))
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "region-detector" in p.stderr and "flare-cnn2" in p.stderr
+    p = cli("train", "flare-cnn1", "--out", str(tmp_path))
+    assert p.returncode == 2 and "needs --data" in p.stderr
+    p = cli("train", "jet-convlstm", "--out", str(tmp_path))  # no recipe: seeded initial weights, no data
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "jet-convlstm.safetensors").exists()
