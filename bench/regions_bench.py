@@ -7,7 +7,8 @@ times and prints the median time of each stage, the end-to-end total for the def
 HMI's 720 s cadence, and the process's peak resident memory.
 
 Stages: read + preprocess (decompress, checks, north up, 4x integer binning, exact geometry);
-detect; classify; match (NOAA SRS + tracking); quicklook (annotated PNG).
+detect; classify; match (NOAA SRS + tracking); quicklook (annotated PNG, from the pixels the
+preprocessing already read); cutouts (a FITS + PNG per region).
 
 Usage: ``python bench/regions_bench.py [--repeat 3] [--backend auto]``
 """
@@ -47,6 +48,7 @@ def _make_frame(path: Path, t: dt.datetime) -> None:
 
 def main() -> None:
     from heliowatch.daemon.service import demo_archive_path
+    from heliowatch.pipelines.cutouts import write_cutouts
     from heliowatch.pipelines.quicklook import render_magnetogram
     from heliowatch.pipelines.regions import Tracker, classify_regions, preprocess, region_classifier, region_detector
     from heliowatch.pipelines.srs import SRSArchive, match_noaa
@@ -86,6 +88,7 @@ def main() -> None:
 
                 _, t_match = _timed(match)
                 _, t_ql = _timed(render_magnetogram, path, Path(tmp) / f"{name}.png", regions=regions, frame=frame)
+                _, t_cut = _timed(write_cutouts, frame, regions, Path(tmp) / "cutouts", stem=name)
                 if i == 0:
                     continue
                 counts[name] = len(regions)
@@ -95,6 +98,7 @@ def main() -> None:
                     ("classify", t_cls),
                     ("match", t_match),
                     ("quicklook", t_ql),
+                    ("cutouts", t_cut),
                 ):
                     times[name].setdefault(stage, []).append(v)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6

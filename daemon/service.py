@@ -296,19 +296,18 @@ class Daemon:
                 regions = self.region_detect(frame)
                 classify_regions(frame, regions, cnn=self.region_cnn)
                 prior = self.tracker.update(regions, frame.t_rec_utc)
-                srs = self._srs_for(frame.t_rec_utc)
-                srs_fields = [self._srs_fields(r, frame.t_rec_utc, srs) for r in regions]
-                for r, sf in zip(regions, srs_fields, strict=True):
+                idents = self._identities(regions, frame.t_rec_utc)
+                for r, sf in zip(regions, idents, strict=True):
                     r.noaa_ar = sf["noaa_ar"]
                 stamp = frame.t_rec_utc[:19].replace(":", "")
                 png = render_magnetogram(seg, self.outputs / "quicklook" / f"regions-{stamp}.png", regions=regions, frame=frame)
-                cutouts = write_cutouts(seg, regions, self.outputs / "regions" / frame.t_rec_utc[:10], stem=f"region-{stamp}")
+                cutouts = write_cutouts(frame, regions, self.outputs / "regions" / frame.t_rec_utc[:10], stem=f"region-{stamp}")
             except Exception as e:
                 log.warning("regions_failed", record=fr.record.name, error=str(e)[:300])
                 continue
             self.quicklook = png
             alerts = []
-            for r, sf, cut in zip(regions, srs_fields, cutouts, strict=True):
+            for r, sf, cut in zip(regions, idents, cutouts, strict=True):
                 payload = {
                     **to_json(r),
                     **sf,
@@ -364,12 +363,14 @@ class Daemon:
             log.warning("srs_unreadable", dir=str(self.srs_feed.root), error=str(e)[:200])
             return None
 
-    def _srs_fields(self, r: Any, t_utc: str, srs: Any) -> dict[str, Any]:
-        """NOAA number, NOAA's own class and the HARP of a detection (SRS and recent SHARPs)."""
+    def _identities(self, regions: list[Any], t_utc: str) -> list[dict[str, Any]]:
+        """NOAA number, NOAA's own class and HARP of each detection of one frame (one SRS lookup and
+        one query of the recent SHARP records per frame)."""
         from heliowatch.pipelines.regions import identify  # noqa: PLC0415
 
+        srs = self._srs_for(t_utc)
         sharps = [p["payload"] for p in self.store.latest("flare_region", limit=300)] if self.store is not None else []
-        return identify(r, t_utc, srs=srs, sharps=sharps, max_deg=self.cfg.regions.srs_match_deg)
+        return [identify(r, t_utc, srs=srs, sharps=sharps, max_deg=self.cfg.regions.srs_match_deg) for r in regions]
 
     def _deliver_alerts(self) -> None:
         """Deliver the outbox; while running live, also check for stale data."""

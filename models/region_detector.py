@@ -102,7 +102,13 @@ def detect_cnn(
     of one region, and regions below the baseline's minimum area or flux are dropped, as the
     physics baseline does. The reported box is the predicted one (the union, when merged).
     """
-    from heliowatch.pipelines.regions import _mm_per_px, describe_region, merge_fragments, radial_field  # noqa: PLC0415
+    from heliowatch.pipelines.regions import (  # noqa: PLC0415
+        _mm_per_px,
+        describe_region,
+        merge_fragments,
+        number_by_flux,
+        radial_field,
+    )
 
     x, k = detector_input(frame)
     out = np.asarray(runtime.predict(x))[0]
@@ -132,10 +138,7 @@ def detect_cnn(
         r = describe_region(frame, br, mask, max(c[0] for c in members), threshold_g=field_g, box=box)
         if r.usflux_mx >= min_flux_mx and r.area_uhem >= min_area_uhem:
             regions.append(r)
-    regions.sort(key=lambda r: -r.usflux_mx)
-    for i, r in enumerate(regions, 1):
-        r.id = i
-    return regions
+    return number_by_flux(regions)
 
 
 def _frame_boxes(frame: Any, truth: dict[str, Any], k: int) -> list[tuple[float, float, float, float]]:

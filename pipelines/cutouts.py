@@ -35,15 +35,16 @@ def _window(bbox: list[int], shape: tuple[int, int]) -> tuple[int, int, int, int
     )
 
 
-def write_cutouts(path: Path, regions: list[Any], out_dir: Path, *, stem: str, png: bool = True) -> list[dict[str, str]]:
-    """Write ``<stem>-<label>.fits`` (and ``.png``) for each region; returns their paths, in order.
+def write_cutouts(frame: Any, regions: list[Any], out_dir: Path, *, stem: str, png: bool = True) -> list[dict[str, str]]:
+    """Write ``<stem>-<label>.fits`` (and ``.png``) for each region of a preprocessed frame
+    (:func:`~heliowatch.pipelines.regions.preprocess`, whose ``source`` holds the file's pixels);
+    returns their paths, in order.
 
     ``label`` is ``track<N>`` when the region is tracked, else ``id<N>``.
     """
-    from heliowatch.pipelines.ingest import load_frame  # noqa: PLC0415
     from heliowatch.pipelines.quicklook import north_up  # noqa: PLC0415
 
-    src = load_frame(path)
+    src = frame.source
     data = np.asarray(src.data)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -34,7 +34,8 @@ def render_magnetogram(path: Path, out_png: Path, *, max_side: int = 1024, regio
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fits_frame = load_frame(path)
+    # The preprocessed frame already holds the file's pixels: no second read and decompression.
+    fits_frame = frame.source if frame is not None and frame.source is not None else load_frame(path)
     d = north_up(fits_frame.data.astype(np.float32), float(fits_frame.keyword("CROTA2", 0.0) or 0.0))
     f = max(1, int(np.ceil(max(d.shape) / max_side)))
     if f > 1:

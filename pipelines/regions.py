@@ -46,6 +46,7 @@ __all__ = [
     "identify",
     "match_position",
     "merge_fragments",
+    "number_by_flux",
     "preprocess",
     "radial_field",
     "region_classifier",
@@ -67,7 +68,7 @@ class Frame:
     t_rec_utc: str
     l0_deg: float
     path: str
-    header: Any = None
+    source: Any = None  # the FitsFrame read from disk (file pixels, header): quicklooks and cutouts reuse it
 
     def to_file_bbox(self, y0: int, x0: int, y1: int, x1: int) -> list[int]:
         """A half-open box in this frame's grid -> ``[x0, y0, x1, y1]`` in the file's pixels."""
@@ -149,7 +150,7 @@ def preprocess(path: Path | str, *, max_side: int = 1024) -> Frame:
         t_rec_utc=tai_to_utc(str(kw("T_REC"))),
         l0_deg=float(kw("CRLN_OBS", 0.0) or 0.0),
         path=str(p),
-        header=frame.header,
+        source=frame,
     )
 
 
@@ -245,6 +246,11 @@ def detect(
             continue
         conf = 1 / (1 + math.exp(-3 * (math.log10(f) - math.log10(min_flux_mx) - 0.5)))
         regions.append(describe_region(frame, br, mask, conf, threshold_g=threshold_g))
+    return number_by_flux(regions)
+
+
+def number_by_flux(regions: list[DetectedRegion]) -> list[DetectedRegion]:
+    """Sort regions by unsigned flux, largest first, and number them 1, 2, ... in that order."""
     regions.sort(key=lambda r: -r.usflux_mx)
     for i, r in enumerate(regions, 1):
         r.id = i

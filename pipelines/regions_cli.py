@@ -54,7 +54,7 @@ def _cmd_detect(a: argparse.Namespace) -> int:
         from heliowatch.pipelines.cutouts import write_cutouts  # noqa: PLC0415
 
         stem = "region-" + frame.t_rec_utc[:19].replace(":", "")
-        cut_paths = dict(zip([r.id for r in regions], write_cutouts(p, regions, Path(a.cutouts), stem=stem), strict=True))
+        cut_paths = dict(zip([r.id for r in regions], write_cutouts(frame, regions, Path(a.cutouts), stem=stem), strict=True))
     if a.quicklook:
         from heliowatch.pipelines.quicklook import render_magnetogram  # noqa: PLC0415
 

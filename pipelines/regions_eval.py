@@ -130,7 +130,8 @@ class _Tally:
                 "fp": fp,
                 "fn": fn,
             }
-        return {"detection": det, "classification": {n: _class_scores(m) for n, m in self.conf.items()}, "regions": self.rows}
+        classes = {n: {**_class_scores(m), "unscored": self.other[n]} for n, m in self.conf.items()}
+        return {"detection": det, "classification": classes, "regions": self.rows}
 
 
 def _class_scores(m: np.ndarray) -> dict[str, Any]:
