@@ -27,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from heliowatch.daemon.state import StateStore
-from heliowatch.pipelines.ingest import Ingestor, Source
+from heliowatch.pipelines.frames import Source
+from heliowatch.pipelines.ingest import Ingestor
 from heliowatch.pipelines.jsoc import JsocClient
 from heliowatch.pipelines.standin.archive import Archive
 from heliowatch.pipelines.standin.server import StandinServer

@@ -38,10 +38,10 @@ SRS_20110215 = [
 
 
 def main() -> None:
+    from heliowatch.models.regions.tracking import Tracker
     from heliowatch.models.synthetic.aia import synth_aia_sequence
     from heliowatch.models.synthetic.fitsout import write_fits
     from heliowatch.models.synthetic.magnetogram import RegionSpec, synth_magnetogram
-    from heliowatch.pipelines.regions import Tracker
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "pipelines" / "data" / "demo_archive")

@@ -38,20 +38,22 @@ def _timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float]:
 def _make_frame(path: Path, t: dt.datetime) -> None:
     import numpy as np
 
-    from heliowatch.models.synthetic.cli import random_regions
     from heliowatch.models.synthetic.fitsout import write_fits
-    from heliowatch.models.synthetic.magnetogram import synth_magnetogram
+    from heliowatch.models.synthetic.magnetogram import random_regions, synth_magnetogram
 
     data, hdr, _ = synth_magnetogram(t, random_regions(t, 6, np.random.default_rng(7)), size=4096, seed=7)
     write_fits(path, data, hdr)
 
 
 def main() -> None:
-    from heliowatch.daemon.service import demo_archive_path
+    from heliowatch.models.regions.classify import classify_regions
+    from heliowatch.models.regions.loaders import region_classifier, region_detector
+    from heliowatch.models.regions.tracking import Tracker
     from heliowatch.pipelines.cutouts import write_cutouts
     from heliowatch.pipelines.quicklook import render_magnetogram
-    from heliowatch.pipelines.regions import Tracker, classify_regions, preprocess, region_classifier, region_detector
+    from heliowatch.pipelines.regions import preprocess
     from heliowatch.pipelines.srs import SRSArchive, match_noaa
+    from heliowatch.pipelines.standin.archive import demo_archive_path
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)

@@ -20,9 +20,8 @@ def main() -> None:
     import numpy as np
 
     from heliowatch.models.synthetic.aia import synth_aia_sequence
-    from heliowatch.models.synthetic.cli import random_regions
     from heliowatch.models.synthetic.fitsout import write_fits
-    from heliowatch.models.synthetic.magnetogram import synth_magnetogram
+    from heliowatch.models.synthetic.magnetogram import random_regions, synth_magnetogram
     from heliowatch.models.synthetic.sharp import synth_sharp
 
     ap = argparse.ArgumentParser(description=__doc__)

@@ -177,9 +177,11 @@ class JsocConfig:
 class ScheduleConfig:
     """[schedule]: how often each source is polled (APScheduler interval jobs)."""
 
-    magnetogram_interval_s: float = _opt(720.0, "poll period of the magnetogram series (HMI cadence 720 s)", _range(1, 86400))
-    sharp_interval_s: float = _opt(720.0, "poll period of the SHARP series", _range(1, 86400))
-    aia_interval_s: float = _opt(60.0, "poll period of the AIA series", _range(1, 86400))
+    magnetogram_interval_s: float = _opt(
+        60.0, "keyword-only poll period of the magnetogram series (HMI cadence 720 s; a due record is polled for sooner)", _range(1, 86400)
+    )
+    sharp_interval_s: float = _opt(60.0, "keyword-only poll period of the SHARP series", _range(1, 86400))
+    aia_interval_s: float = _opt(30.0, "keyword-only poll period of the AIA series (12 s cadence per channel)", _range(1, 86400))
     misfire_grace_fraction: float = _opt(0.5, "a late run still runs within this fraction of its period", _range(0.01, 1))
 
 
@@ -228,6 +230,9 @@ class ModelsConfig:
         _choice("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "onnxruntime", "torch-cuda", "torch-cpu", "torch"),
     )
     export_dir: Path = _opt(Path(""), "ONNX exports; empty means <state_dir>/models")
+    weights_dir: Path = _opt(
+        Path(""), "retrained weights: `heliowatch train` writes here, loaded before the shipped ones; empty: <state_dir>/weights"
+    )
     trt_cache_dir: Path = _opt(Path(""), "TensorRT engines and timing caches; empty means <state_dir>/models/trt")
     fp16: bool = _opt(True, "let TensorRT build FP16 engines (through ModelOpt) where possible")
     torch_compile: bool = _opt(False, "torch.compile the torch backends")
@@ -365,6 +370,11 @@ class Config:
     def export_dir(self) -> Path:
         """Where ONNX exports live."""
         return self.models.export_dir if _is_set(self.models.export_dir) else self.daemon.state_dir / "models"
+
+    @property
+    def weights_dir(self) -> Path:
+        """Where retrained weights go (and are looked for first)."""
+        return self.models.weights_dir if _is_set(self.models.weights_dir) else self.daemon.state_dir / "weights"
 
     @property
     def maildir(self) -> Path:

@@ -1,24 +1,14 @@
-"""Exception hierarchy shared by every heliowatch subpackage.
+"""Errors of the daemon layer: the configuration.
 
-Data problems that should not stop the daemon (a corrupt file, a bad QUALITY word) are
-raised as :class:`DataRejected` and turned into counted, logged events by the ingest loop;
-misuse and bad configuration raise and stop the command with one line on stderr.
+The error base and the errors every layer shares live in :mod:`heliowatch.models.core.errors`;
+data-source errors in :mod:`heliowatch.pipelines.errors`.
 """
 
 from __future__ import annotations
 
-__all__ = [
-    "ConfigError",
-    "DataRejected",
-    "HeliowatchError",
-    "ModelError",
-    "SourceUnavailable",
-    "UsageError",
-]
+from heliowatch.models.core.errors import HeliowatchError
 
-
-class HeliowatchError(Exception):
-    """Base class: the command line prints ``str(exc)`` on one line and exits non-zero."""
+__all__ = ["ConfigError"]
 
 
 class ConfigError(HeliowatchError):
@@ -37,31 +27,3 @@ class ConfigError(HeliowatchError):
         self.msg = msg
         where = ".".join(path)
         super().__init__(f"{where}: {msg}" if where else msg)
-
-
-class SourceUnavailable(HeliowatchError):
-    """The JSOC (or the stand-in) could not be reached or answered with an error."""
-
-
-class DataRejected(HeliowatchError):
-    """A record or file failed an integrity or quality check and was not ingested.
-
-    Parameters
-    ----------
-    msg : str
-        Human-readable reason.
-    reason : str
-        A short, bounded code used as a metric label (``truncated``, ``checksum``, ...).
-    """
-
-    def __init__(self, msg: str, reason: str = "invalid") -> None:
-        self.reason = reason
-        super().__init__(msg)
-
-
-class ModelError(HeliowatchError):
-    """A model, its weights, its card or an exported artefact is missing or inconsistent."""
-
-
-class UsageError(HeliowatchError):
-    """Bad command-line input (a file that is not what the command needs, a bad option)."""

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["configure_logging"]
 
 _JOURNALD_PRIORITY = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
 
@@ -73,8 +73,3 @@ def configure_logging(
     # Chatty third-party loggers: their INFO lines are per-file noise in a daemon.
     for name, lvl in (("drms", "WARNING"), ("apscheduler", "WARNING"), ("urllib3", "WARNING")):
         logging.getLogger(name).setLevel(lvl)
-
-
-def get_logger(name: str) -> Any:
-    """Return a structlog logger bound to ``name``."""
-    return structlog.get_logger(name)

@@ -1,20 +1,27 @@
-"""Prometheus metrics of the daemon, in one registry per daemon instance.
+"""Prometheus metrics of the daemon, in one registry per daemon instance (the one module that
+imports ``prometheus_client``).
 
+The lower layers never see this module: they report through small observer Protocols
+(:class:`~heliowatch.pipelines.ingest.IngestObserver`, :class:`~heliowatch.pipelines.jsoc.JsocObserver`,
+:class:`~heliowatch.pipelines.fanout.FanOutObserver`, :class:`~heliowatch.pipelines.alerts.AlertObserver`,
+:class:`~heliowatch.models.runtime.base.RuntimeObserver`), which :class:`Metrics` implements, and
+products expose plain snapshots that scrape-time collectors turn into metric families.
 Labels are bounded: series names come from the config, endpoints and outcomes from short
-fixed vocabularies. Times are values (``*_timestamp_seconds``), never labels. The HTTP
-endpoint binds to 127.0.0.1 unless configured otherwise (prometheus-client defaults to
-0.0.0.0).
+fixed vocabularies. Times are values (``*_timestamp_seconds``), never labels.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
-from prometheus_client.exposition import start_http_server
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from heliowatch.models.core.times import unix_from_iso
+from heliowatch.models.core.vocabulary import MTWILSON_CLASSES
 
 __all__ = ["Metrics"]
 
@@ -29,13 +36,11 @@ class _Callbacks(Collector):
         self.callbacks: list[Callable[[], Iterable[Any]]] = []
 
     def collect(self) -> Iterable[Any]:
-        from heliowatch.daemon.logs import get_logger  # noqa: PLC0415
-
         for cb in list(self.callbacks):
             try:
                 yield from cb()
             except Exception as e:
-                get_logger(__name__).warning(
+                structlog.get_logger(__name__).warning(
                     "metrics_callback_failed", callback=getattr(cb, "__qualname__", str(cb)), error=str(e)[:200]
                 )
 
@@ -59,10 +64,10 @@ class Metrics:
         self.info = Info("heliowatch_build", "heliowatch version and data source", registry=r)
         self.up = Gauge("heliowatch_up", "1 while the scheduler is healthy", registry=r)
         self.heartbeat = Gauge("heliowatch_heartbeat_timestamp_seconds", "Unix time of the last health tick", registry=r)
-        self.ingested = Counter(
+        self.ingested_records = Counter(
             "heliowatch_ingested_records_total", "Records fetched, verified and recorded", ["series"], registry=r
         )
-        self.rejected = Counter(
+        self.rejected_records = Counter(
             "heliowatch_rejected_records_total",
             "Records refused (bad QUALITY, truncated or corrupt file, ...)",
             ["series", "reason"],
@@ -105,15 +110,6 @@ class Metrics:
             "heliowatch_alert_last_delivery_timestamp_seconds", "Unix time of the last delivered alert", registry=r
         )
         self.products = Counter("heliowatch_products_total", "Products written to the store", ["product"], registry=r)
-        self.regions_on_disk = Gauge(
-            "heliowatch_regions_on_disk",
-            "Active regions on the latest magnetogram, by Mt. Wilson class",
-            ["mtwilson"],
-            registry=r,
-        )
-        self.region_frame_time = Gauge(
-            "heliowatch_region_frame_timestamp_seconds", "T_REC (UTC, Unix) of the latest magnetogram with regions", registry=r
-        )
         self.backend_fallbacks = Counter(
             "heliowatch_model_backend_fallbacks_total", "Inference backends that failed to load", ["model", "backend"], registry=r
         )
@@ -124,10 +120,76 @@ class Metrics:
         self.inference_seconds = Histogram(
             "heliowatch_inference_seconds", "Model inference time per call", ["model"], buckets=_DURATION_BUCKETS, registry=r
         )
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self.product_failures = Counter(
+            "heliowatch_product_failures_total", "Units of input a product raised on (retried later)", ["product"], registry=r
+        )
+        self.product_seconds = Histogram(
+            "heliowatch_product_seconds",
+            "Time a product took for one unit of input",
+            ["product"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
         self._callbacks = _Callbacks()
         r.register(self._callbacks)
+
+    # -- observer protocols of the lower layers ------------------------------------------------
+    def ingested(self, source: str, *, nbytes: int, latency_s: float | None, t_rec_unix: float) -> None:
+        """IngestObserver: one record ingested."""
+        self.ingested_records.labels(source).inc()
+        self.download_bytes.labels(source).inc(nbytes)
+        if latency_s is not None:
+            self.latency.labels(source).observe(latency_s)
+        self.last_record.labels(source).set(t_rec_unix)
+
+    def rejected(self, source: str, reason: str) -> None:
+        """IngestObserver: one record refused."""
+        self.rejected_records.labels(source, reason).inc()
+
+    def polled(self, source: str, at: float) -> None:
+        """IngestObserver: a poll finished."""
+        self.last_poll.labels(source).set(at)
+
+    def jsoc_request(self, endpoint: str, outcome: str) -> None:
+        """JsocObserver: one request."""
+        self.jsoc_requests.labels(endpoint, outcome).inc()
+
+    def jsoc_retry(self, endpoint: str) -> None:
+        """JsocObserver: one retry."""
+        self.jsoc_retries.labels(endpoint).inc()
+
+    def product_ran(self, product: str, seconds: float) -> None:
+        """FanOutObserver: one unit processed."""
+        self.product_seconds.labels(product).observe(seconds)
+
+    def product_failed(self, product: str) -> None:
+        """FanOutObserver: one unit failed."""
+        self.product_failures.labels(product).inc()
+
+    def records_written(self, kind: str, n: int) -> None:
+        """FanOutObserver: new store records."""
+        self.products.labels(kind).inc(n)
+
+    def alert_sent(self, kind: str, at: float) -> None:
+        """AlertObserver: one message delivered."""
+        self.alerts_sent.labels(kind).inc()
+        self.alert_last_success.set(at)
+
+    def alert_failed(self, kind: str) -> None:
+        """AlertObserver: one delivery attempt failed."""
+        self.alert_failures.labels(kind).inc()
+
+    def backend_selected(self, model: str, backend: str) -> None:
+        """RuntimeObserver: ``backend`` serves ``model``."""
+        self.backend_in_use.labels(model, backend).set(1)
+
+    def backend_failed(self, model: str, backend: str) -> None:
+        """RuntimeObserver: a backend could not be loaded."""
+        self.backend_fallbacks.labels(model, backend).inc()
+
+    def inference(self, model: str, seconds: float) -> None:
+        """RuntimeObserver: one inference call."""
+        self.inference_seconds.labels(model).observe(seconds)
 
     def add_collector(self, callback: Callable[[], Iterable[Any]]) -> None:
         """Register ``callback() -> metric families``, evaluated at every scrape."""
@@ -136,23 +198,127 @@ class Metrics:
     def init_series(self, series: list[str]) -> None:
         """Pre-create the per-series children so dashboards show zeros, not gaps."""
         for s in series:
-            self.ingested.labels(s)
+            self.ingested_records.labels(s)
             self.download_bytes.labels(s)
             for reason in ("quality", "truncated", "corrupt", "checksum", "size", "download"):
-                self.rejected.labels(s, reason)
+                self.rejected_records.labels(s, reason)
 
-    def serve(self, host: str, port: int) -> int:
-        """Start the /metrics endpoint in a thread; return the bound port."""
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        return int(self._server.server_port)
-
-    def shutdown(self) -> None:
-        """Stop the endpoint if it runs."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+    def init_products(self, products: list[str]) -> None:
+        """Pre-create the per-product children."""
+        for p in products:
+            self.product_failures.labels(p)
 
     def exposition(self) -> bytes:
         """The current metrics in Prometheus text format."""
         return generate_latest(self.registry)
+
+    def http_body(self) -> tuple[bytes, str]:
+        """``/metrics``: the exposition and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    # -- scrape-time collectors of product snapshots -------------------------------------------
+    def watch_regions(self, snapshot: Callable[[], Any]) -> None:
+        """Regions on the latest magnetogram by class, and its time (``snapshot()`` -> RegionsSnapshot)."""
+
+        def collect() -> list[Any]:
+            snap = snapshot()
+            g = GaugeMetricFamily(
+                "heliowatch_regions_on_disk", "Active regions on the latest magnetogram, by Mt. Wilson class", labels=["mtwilson"]
+            )
+            for cls in MTWILSON_CLASSES:
+                g.add_metric([cls], float(snap.by_class.get(cls, 0)))
+            fams = [g]
+            if snap.frame_time_utc:
+                fams.append(
+                    GaugeMetricFamily(
+                        "heliowatch_region_frame_timestamp_seconds",
+                        "T_REC (UTC, Unix) of the latest magnetogram with regions",
+                        value=unix_from_iso(snap.frame_time_utc),
+                    )
+                )
+            return fams
+
+        self.add_collector(collect)
+
+    def watch_flares(self, snapshot: Callable[[], Any]) -> None:
+        """Per-region and full-disk probabilities of the latest issue (``snapshot()`` -> FlaresSnapshot)."""
+        self.add_collector(lambda: _flare_families(snapshot()))
+
+    def watch_verification(self, verifier: Any) -> None:
+        """Rolling verification scores (``verifier.scores``, ``verifier.pending``)."""
+        self.add_collector(lambda: _verification_families(verifier.scores, verifier.pending))
+
+    def watch_outbox(self, pending: Callable[[], int]) -> None:
+        """Depth of the alert outbox."""
+        self.add_collector(
+            lambda: [GaugeMetricFamily("heliowatch_alert_outbox_depth", "Alerts waiting in the outbox", value=float(pending()))]
+        )
+
+
+def _flare_families(snap: Any) -> list[Any]:
+    fd = snap.latest
+    if fd is None:
+        return []
+    fams: list[Any] = []
+    g = GaugeMetricFamily(
+        "heliowatch_flare_probability", "P(flare >= level in 24 h) per region", labels=["harpnum", "noaa_ar", "level"]
+    )
+    for r in fd.regions:
+        for level, p in (("C", r.p_c), ("M", r.p_m), ("X", r.p_x)):
+            g.add_metric([str(r.harpnum or ""), str(r.noaa_ar or ""), level], p)
+    fams.append(g)
+    pos = GaugeMetricFamily(
+        "heliowatch_region_position_degrees",
+        "Stonyhurst position of each region (flux-weighted)",
+        labels=["harpnum", "noaa_ar", "coord"],
+    )
+    for r in fd.regions:
+        for coord, v in (("lat", r.hgs_lat), ("lon", r.hgs_lon)):
+            if v is not None:
+                pos.add_metric([str(r.harpnum or ""), str(r.noaa_ar or ""), coord], v)
+    fams.append(pos)
+    cls = GaugeMetricFamily(
+        "heliowatch_region_class_info",
+        "1 for each region's Mt. Wilson class (rule-based baseline)",
+        labels=["harpnum", "noaa_ar", "mtwilson"],
+    )
+    for r in fd.regions:
+        if r.mtwilson:
+            cls.add_metric([str(r.harpnum or ""), str(r.noaa_ar or ""), r.mtwilson], 1.0)
+    fams.append(cls)
+    d = GaugeMetricFamily("heliowatch_flare_full_disk_probability", "Full-disk P(flare >= level in 24 h)", labels=["level"])
+    for level, p in (("C", fd.p_c), ("M", fd.p_m), ("X", fd.p_x)):
+        d.add_metric([level], p)
+    fams.append(d)
+    fams.append(
+        GaugeMetricFamily("heliowatch_flare_forecast_degraded", "1 if the latest issue is degraded", value=float(fd.degraded))
+    )
+    fams.append(
+        GaugeMetricFamily(
+            "heliowatch_last_forecast_timestamp_seconds", "Wall time of the latest issue", value=float(snap.issued_at)
+        )
+    )
+    return fams
+
+
+def _verification_families(scores: dict[tuple[str, str], dict[str, Any]], pending: int) -> list[Any]:
+    v = GaugeMetricFamily(
+        "heliowatch_flare_verification", "Rolling verification of issued forecasts", labels=["scope", "level", "score"]
+    )
+    rel = GaugeMetricFamily(
+        "heliowatch_flare_reliability",
+        "Observed event frequency per forecast-probability bin (rolling)",
+        labels=["scope", "level", "bin"],
+    )
+    for (scope, level), s in scores.items():
+        for k in ("tss", "bss", "brier", "n", "events"):
+            v.add_metric([scope, level, k], float(s[k]))
+        for mean_p, observed, _count in s["reliability"]:
+            rel.add_metric([scope, level, f"{min(int(mean_p * 5), 4) / 5:.1f}"], observed)
+    return [
+        v,
+        rel,
+        GaugeMetricFamily(
+            "heliowatch_flare_forecasts_pending_verification", "Forecasts whose window is open", value=float(pending)
+        ),
+    ]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import socket
 
-from heliowatch.daemon.logs import get_logger
+import structlog
 
 __all__ = ["notify", "watchdog_interval_s"]
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 def notify(state: str, *, environ: dict[str, str] | None = None) -> bool:

@@ -11,15 +11,18 @@ SQLite by default (WAL mode), PostgreSQL by URL.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-__all__ = ["FrameRecord", "StateStore", "utcnow_iso"]
+from heliowatch.models.core.times import Clock, SystemClock, iso_utc
+from heliowatch.pipelines.fanout import PendingRecord
+from heliowatch.pipelines.ingest import FrameRecord
+
+__all__ = ["StateStore"]
 
 metadata = sa.MetaData()
 
@@ -60,6 +63,17 @@ processed = sa.Table(
     sa.Column("processed_utc", sa.String(32), nullable=False),
 )
 
+product_attempts = sa.Table(
+    "product_attempts",
+    metadata,
+    sa.Column("product", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("given_up", sa.Boolean, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_utc", sa.String(32), nullable=False),
+)
+
 rejects = sa.Table(
     "rejects",
     metadata,
@@ -71,29 +85,6 @@ rejects = sa.Table(
     sa.Column("final", sa.Boolean, nullable=False),
     sa.Column("last_utc", sa.String(32), nullable=False),
 )
-
-
-def utcnow_iso() -> str:
-    """Current UTC time as ISO 8601 with a ``Z``, to the second."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True)
-class FrameRecord:
-    """One verified segment file of one record, ready to be recorded."""
-
-    series: str
-    record: str
-    segment: str
-    t_rec_utc: str
-    quality: int
-    path: str
-    size: int
-    sha256: str
-    fsn: int | None = None
-    wavelength: int | None = None
-    harpnum: int | None = None
-    latency_s: float | None = None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
@@ -112,10 +103,13 @@ class StateStore:
     ----------
     url : str
         SQLAlchemy URL, e.g. ``sqlite:////var/lib/heliowatch/state.sqlite``.
+    clock : Clock or None
+        Timestamps of rows (the system clock by default).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, clock: Clock | None = None) -> None:
         self.url = url
+        self.clock: Clock = clock or SystemClock()
         self.engine: Engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -125,6 +119,9 @@ class StateStore:
         """Dispose of the connection pool."""
         self.engine.dispose()
 
+    def _now(self) -> str:
+        return iso_utc(self.clock.now())
+
     # -- high-water marks -------------------------------------------------------------------
     def high_water(self, series: str) -> tuple[str, int | None] | None:
         """Return ``(t_rec_utc, fsn)`` of the newest ingested record of ``series``, or None."""
@@ -132,9 +129,14 @@ class StateStore:
             row = c.execute(sa.select(high_water.c.t_rec_utc, high_water.c.fsn).where(high_water.c.series == series)).first()
         return None if row is None else (row[0], row[1])
 
+    def high_waters(self) -> list[dict[str, Any]]:
+        """Every high-water mark (source, newest T_REC, FSN, when it moved)."""
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(sa.select(high_water))]
+
     def _advance(self, conn: sa.Connection, series: str, t_rec_utc: str, fsn: int | None) -> None:
         row = conn.execute(sa.select(high_water.c.t_rec_utc, high_water.c.fsn).where(high_water.c.series == series)).first()
-        now = utcnow_iso()
+        now = self._now()
         if row is None:
             conn.execute(high_water.insert().values(series=series, t_rec_utc=t_rec_utc, fsn=fsn, updated_utc=now))
         elif (t_rec_utc, fsn or 0) > (row[0], row[1] or 0):
@@ -171,7 +173,7 @@ class StateStore:
         """
         if not items:
             return 0
-        now = utcnow_iso()
+        now = self._now()
         added = 0
         with self.engine.begin() as c:
             for it in items:
@@ -212,7 +214,7 @@ class StateStore:
         A record is marked final (never retried) when ``final`` is true (e.g. bad QUALITY)
         or after ``max_attempts`` failures.
         """
-        now = utcnow_iso()
+        now = self._now()
         with self.engine.begin() as c:
             row = c.execute(sa.select(rejects.c.attempts).where(rejects.c.series == series, rejects.c.record == record)).first()
             attempts = 1 if row is None else row[0] + 1
@@ -259,19 +261,86 @@ class StateStore:
             return [dict(r._mapping) for r in c.execute(sa.select(rejects).order_by(rejects.c.last_utc.desc()))]
 
     # -- processed keys ---------------------------------------------------------------------
-    def mark_processed(self, product: str, key: str) -> bool:
-        """Record that ``product`` was made for ``key``; False if it already was."""
+    def mark_processed(self, product: str, keys: list[str]) -> None:
+        """Record that ``product`` was made for ``keys`` (already marked ones are left as they are)."""
+        if not keys:
+            return
+        now = self._now()
         with self.engine.begin() as c:
-            exists = c.execute(sa.select(processed.c.key).where(processed.c.product == product, processed.c.key == key)).first()
-            if exists is not None:
-                return False
-            c.execute(processed.insert().values(product=product, key=key, processed_utc=utcnow_iso()))
-        return True
+            have = {
+                r[0]
+                for r in c.execute(sa.select(processed.c.key).where(processed.c.product == product, processed.c.key.in_(keys)))
+            }
+            for k in dict.fromkeys(keys):
+                if k not in have:
+                    c.execute(processed.insert().values(product=product, key=k, processed_utc=now))
+            c.execute(product_attempts.delete().where(product_attempts.c.product == product, product_attempts.c.key.in_(keys)))
 
     def is_processed(self, product: str, key: str) -> bool:
         """Whether ``product`` was already made for ``key``."""
+        return bool(self.done_among(product, [key]) - self._given_up(product, [key]))
+
+    def _given_up(self, product: str, keys: list[str]) -> set[str]:
         with self.engine.connect() as c:
-            return (
-                c.execute(sa.select(processed.c.key).where(processed.c.product == product, processed.c.key == key)).first()
-                is not None
+            q = sa.select(product_attempts.c.key).where(
+                product_attempts.c.product == product, product_attempts.c.key.in_(keys), product_attempts.c.given_up.is_(True)
             )
+            return {r[0] for r in c.execute(q)}
+
+    def done_among(self, product: str, keys: list[str]) -> set[str]:
+        """The ``keys`` ``product`` has processed or given up."""
+        if not keys:
+            return set()
+        with self.engine.connect() as c:
+            done = {
+                r[0]
+                for r in c.execute(sa.select(processed.c.key).where(processed.c.product == product, processed.c.key.in_(keys)))
+            }
+        return done | self._given_up(product, keys)
+
+    def note_product_failure(self, product: str, key: str, error: str, *, max_attempts: int) -> bool:
+        """Count a failure of ``product`` on ``key``; True when this failure gives the record up."""
+        now = self._now()
+        where = (product_attempts.c.product == product) & (product_attempts.c.key == key)
+        with self.engine.begin() as c:
+            row = c.execute(sa.select(product_attempts.c.attempts).where(where)).first()
+            attempts = 1 if row is None else row[0] + 1
+            given_up = attempts >= max_attempts
+            values = {"attempts": attempts, "given_up": given_up, "last_error": error[:500], "last_utc": now}
+            if row is None:
+                c.execute(product_attempts.insert().values(product=product, key=key, **values))
+            else:
+                c.execute(product_attempts.update().where(where).values(**values))
+        return given_up
+
+    def product_failures(self) -> list[dict[str, Any]]:
+        """Records some product failed on (given up or still to be retried)."""
+        with self.engine.connect() as c:
+            q = sa.select(product_attempts).order_by(product_attempts.c.last_utc.desc())
+            return [dict(r._mapping) for r in c.execute(q)]
+
+    def unprocessed(self, product: str, series: list[str], *, limit: int) -> list[PendingRecord]:
+        """Ingested records of ``series`` that ``product`` has neither processed nor given up, oldest first."""
+        done = sa.select(processed.c.key).where(processed.c.product == product)
+        gone = sa.select(product_attempts.c.key).where(
+            product_attempts.c.product == product, product_attempts.c.given_up.is_(True)
+        )
+        q = (
+            sa.select(frames)
+            .where(frames.c.series.in_(series), frames.c.record.not_in(done), frames.c.record.not_in(gone))
+            .order_by(frames.c.t_rec_utc, frames.c.id)
+        )
+        by_record: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as c:
+            for r in c.execute(q):
+                entry = by_record.setdefault(
+                    r.record,
+                    {"series": r.series, "t_rec_utc": r.t_rec_utc, "paths": {}, "latency": r.latency_s, "wl": r.wavelength},
+                )
+                entry["paths"][r.segment] = Path(r.path)
+                if len(by_record) > limit:
+                    break
+        return [
+            PendingRecord(e["series"], rec, e["t_rec_utc"], e["paths"], e["latency"], e["wl"])
+            for rec, e in list(by_record.items())[:limit]
+        ]

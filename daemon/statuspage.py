@@ -15,8 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
 __all__ = ["StatusServer", "render_page"]
 
 
@@ -30,7 +28,7 @@ def _fmt(v: Any, spec: str = ".2f") -> str:
 
 
 def render_page(s: dict[str, Any]) -> str:
-    """The status page HTML from a status dict (see :meth:`heliowatch.daemon.service.Daemon.status`)."""
+    """The status page HTML from a status dict (see :class:`heliowatch.daemon.status.StatusView`)."""
 
     def region_row(r: dict[str, Any]) -> str:
         harp = _fmt(r.get("harpnum"), "d") if r.get("harpnum") else "-"
@@ -96,14 +94,21 @@ class StatusServer:
 
     Parameters
     ----------
-    registry : prometheus_client.CollectorRegistry
+    metrics : callable
+        Returns ``(body, content type)`` of ``/metrics`` (evaluated per request).
     status : callable
         Returns the status dict (evaluated per request).
     host, port : str, int
     """
 
     def __init__(
-        self, registry: Any, status: Callable[[], dict[str, Any]], *, host: str = "127.0.0.1", port: int = 0, page: bool = True
+        self,
+        metrics: Callable[[], tuple[bytes, str]],
+        status: Callable[[], dict[str, Any]],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        page: bool = True,
     ) -> None:
         server = self
 
@@ -122,7 +127,7 @@ class StatusServer:
             def do_GET(self) -> None:
                 path = self.path.split("?")[0]
                 if path == "/metrics":
-                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                    self._send(200, *metrics())
                 elif not server.page:
                     self._send(404, b"not found\n", "text/plain")
                 elif path in ("/", "/index.html"):

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
+from heliowatch.models import registry
+from heliowatch.models.regions.detect import detect, radial_field
+from heliowatch.models.regions.frame import prepare_disk
+from heliowatch.models.synthetic.fitsout import roundtrip_image
+from heliowatch.models.synthetic.magnetogram import random_regions, synth_magnetogram
 from heliowatch.models.synthetic.regions import SYNTH_CLASSES
 
 __all__ = ["CROP", "crop", "synthetic_crops", "train_region_classifier"]
@@ -35,10 +40,6 @@ def crop(br: np.ndarray, cy: float, cx: float, lat: float) -> np.ndarray:
 
 def region_crops(frame: Any, regions: list[Any]) -> np.ndarray:
     """Crops of detected regions from a preprocessed frame (north up, binned to 2"/px)."""
-    from scipy import ndimage  # noqa: PLC0415
-
-    from heliowatch.pipelines.regions import radial_field  # noqa: PLC0415
-
     br = radial_field(frame)
     out = []
     for r in regions:
@@ -55,39 +56,29 @@ def synthetic_crops(n_frames: int, *, seed: int = 0, progress: Any = None) -> tu
     Returns ``(x, y, frame_index)``; each truth region is matched to the nearest detection
     within 5 deg (undetected ones are skipped).
     """
-    from heliowatch.models.synthetic.cli import random_regions  # noqa: PLC0415
-    from heliowatch.models.synthetic.fitsout import write_fits  # noqa: PLC0415
-    from heliowatch.models.synthetic.magnetogram import synth_magnetogram  # noqa: PLC0415
-    from heliowatch.pipelines.regions import detect, preprocess  # noqa: PLC0415
-
     rng = np.random.default_rng(seed)
     xs, ys, fs = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(n_frames):
-            t = dt.datetime(2012, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=2 * i + seed * 1000)
-            data, hdr, truth = synth_magnetogram(t, random_regions(t, 6, rng), size=1024, seed=seed * 10000 + i)
-            path = Path(tmp) / "d.fits"
-            write_fits(path, data, hdr)
-            frame = preprocess(path)
-            regions = detect(frame)
-            crops = region_crops(frame, regions)
-            for tr in truth["regions"]:
-                d = [math.hypot(r.hgs_lat - tr["hgs_lat"], r.hgs_lon - tr["hgs_lon"]) for r in regions]
-                if d and min(d) < 5:
-                    k = int(np.argmin(d))
-                    xs.append(crops[k])
-                    ys.append(SYNTH_CLASSES.index(tr["mtwilson"]))
-                    fs.append(i)
-            if progress:
-                progress(i + 1, n_frames)
+    for i in range(n_frames):
+        t = dt.datetime(2012, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=2 * i + seed * 1000)
+        data, hdr, truth = synth_magnetogram(t, random_regions(t, 6, rng), size=1024, seed=seed * 10000 + i)
+        frame = prepare_disk(roundtrip_image(data, hdr), name="synthetic")
+        regions = detect(frame)
+        crops = region_crops(frame, regions)
+        for tr in truth["regions"]:
+            d = [math.hypot(r.hgs_lat - tr["hgs_lat"], r.hgs_lon - tr["hgs_lon"]) for r in regions]
+            if d and min(d) < 5:
+                k = int(np.argmin(d))
+                xs.append(crops[k])
+                ys.append(SYNTH_CLASSES.index(tr["mtwilson"]))
+                fs.append(i)
+        if progress:
+            progress(i + 1, n_frames)
     return np.stack(xs).astype(np.float32), np.array(ys), np.array(fs)
 
 
 def train_region_classifier(out: Path | None, *, frames: int = 60, epochs: int = 40, seed: int = 0) -> dict[str, Any]:
     """Train on synthetic disks (80 % of frames), report held-out accuracy, save weights + card."""
-    import torch  # noqa: PLC0415
-
-    from heliowatch.models import registry  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (torch: optional heavy backend)
 
     x, y, f = synthetic_crops(frames, seed=seed)
     test = f >= int(0.8 * frames)  # whole frames held out: no region in both sets

@@ -16,13 +16,26 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
+
+from heliowatch.models import registry
+from heliowatch.models.measures import bin_mean
+from heliowatch.models.regions.detect import (
+    describe_region,
+    merge_fragments,
+    mm_per_px,
+    number_by_flux,
+    radial_field,
+)
+from heliowatch.models.regions.frame import prepare_disk
+from heliowatch.models.skill import average_precision
+from heliowatch.models.synthetic.fitsout import roundtrip_image
+from heliowatch.models.synthetic.magnetogram import random_regions, synth_magnetogram
 
 __all__ = ["SIDE", "STRIDE", "decode", "detect_cnn", "detector_input", "targets", "train_region_detector"]
 
@@ -32,9 +45,6 @@ STRIDE = 4
 
 def detector_input(frame: Any) -> tuple[np.ndarray, int]:
     """``(1, 2, 512, 512)`` network input of a preprocessed frame, and the binning factor used."""
-    from heliowatch.models.measures import bin_mean  # noqa: PLC0415
-    from heliowatch.pipelines.regions import radial_field  # noqa: PLC0415
-
     br = radial_field(frame)
     disk = (np.nan_to_num(frame.geo.mu) > 0.1).astype(np.float64)
     k = max(1, math.ceil(max(br.shape) / SIDE))
@@ -102,18 +112,10 @@ def detect_cnn(
     of one region, and regions below the baseline's minimum area or flux are dropped, as the
     physics baseline does. The reported box is the predicted one (the union, when merged).
     """
-    from heliowatch.pipelines.regions import (  # noqa: PLC0415
-        _mm_per_px,
-        describe_region,
-        merge_fragments,
-        number_by_flux,
-        radial_field,
-    )
-
     x, k = detector_input(frame)
     out = np.asarray(runtime.predict(x))[0]
     br = radial_field(frame)
-    strong = ndimage.gaussian_filter(np.abs(br), max(0.5, smooth_mm / _mm_per_px(frame))) > field_g
+    strong = ndimage.gaussian_filter(np.abs(br), max(0.5, smooth_mm / mm_per_px(frame))) > field_g
     ny, nx = br.shape
     weight = np.abs(br) * np.nan_to_num(frame.geo.area_cm2)
     lat, lon = np.nan_to_num(frame.geo.lat), np.nan_to_num(frame.geo.lon)
@@ -158,10 +160,6 @@ def _frame_boxes(frame: Any, truth: dict[str, Any], k: int) -> list[tuple[float,
 
 def _make_example(args: tuple[int, int]) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
     """One synthetic training disk (run in a worker process)."""
-    from heliowatch.models.synthetic.cli import random_regions  # noqa: PLC0415
-    from heliowatch.models.synthetic.fitsout import write_fits  # noqa: PLC0415
-    from heliowatch.models.synthetic.magnetogram import synth_magnetogram  # noqa: PLC0415
-    from heliowatch.pipelines.regions import preprocess  # noqa: PLC0415
 
     seed, i = args
     rng = np.random.default_rng(seed * 100_003 + i)
@@ -169,17 +167,14 @@ def _make_example(args: tuple[int, int]) -> tuple[np.ndarray, list[tuple[float, 
     t = dt.datetime(2010, 6, 1, tzinfo=dt.UTC) + dt.timedelta(hours=int(rng.integers(0, 3 * 365 * 24)))
     regions = random_regions(t, int(rng.integers(1, 10)), rng)
     data, hdr, truth = synth_magnetogram(t, regions, size=1024, seed=seed * 100_003 + i, noise_g=float(rng.uniform(6, 14)))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "d.fits"
-        write_fits(path, data, hdr)
-        frame = preprocess(path)
+    frame = prepare_disk(roundtrip_image(data, hdr), name="synthetic")
     x, k = detector_input(frame)
     return x[0].astype(np.float16), _frame_boxes(frame, truth, k)
 
 
 def _focal(pred: Any, gt: Any) -> Any:
     """CenterNet's penalty-reduced focal loss."""
-    import torch  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (torch: optional heavy backend)
 
     p = pred.clamp(1e-4, 1 - 1e-4)
     pos = gt.eq(1).float()
@@ -203,10 +198,7 @@ def train_region_detector(
     Training takes random ``crop`` x ``crop`` windows (the network is fully convolutional) with
     random flips; held-out skill is AP at IoU 0.5 on whole 512x512 inputs.
     """
-    import torch  # noqa: PLC0415
-
-    from heliowatch.models import registry  # noqa: PLC0415
-    from heliowatch.pipelines.regions_eval import average_precision  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (torch: optional heavy backend)
 
     with ProcessPoolExecutor(max_workers=workers) as ex:
         data = []

@@ -16,9 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from heliowatch.daemon.errors import ModelError
+from heliowatch.models.core.errors import ModelError
 
-__all__ = ["MODELS", "ModelSpec", "get", "load_card", "load_torch", "save_weights", "weights_dir"]
+__all__ = ["MODELS", "ModelSpec", "get", "load_card", "load_torch", "resolve_root", "save_weights", "weights_dir"]
 
 
 @dataclass(frozen=True)
@@ -46,37 +46,37 @@ class ModelSpec:
 
 
 def _flare1() -> Any:
-    from heliowatch.models.architectures import FlareCNN1  # noqa: PLC0415
+    from heliowatch.models.architectures import FlareCNN1  # noqa: PLC0415  (imports torch: optional heavy backend)
 
     return FlareCNN1()
 
 
 def _flare2() -> Any:
-    from heliowatch.models.architectures import FlareCNN2  # noqa: PLC0415
+    from heliowatch.models.architectures import FlareCNN2  # noqa: PLC0415  (imports torch: optional heavy backend)
 
     return FlareCNN2()
 
 
 def _emergence() -> Any:
-    from heliowatch.models.architectures import EmergenceFCN  # noqa: PLC0415
+    from heliowatch.models.architectures import EmergenceFCN  # noqa: PLC0415  (imports torch: optional heavy backend)
 
     return EmergenceFCN()
 
 
 def _region_cls() -> Any:
-    from heliowatch.models.architectures import RegionClassifier  # noqa: PLC0415
+    from heliowatch.models.architectures import RegionClassifier  # noqa: PLC0415  (imports torch: optional heavy backend)
 
     return RegionClassifier()
 
 
 def _region_det() -> Any:
-    from heliowatch.models.architectures import RegionDetector  # noqa: PLC0415
+    from heliowatch.models.architectures import RegionDetector  # noqa: PLC0415  (imports torch: optional heavy backend)
 
     return RegionDetector()
 
 
 def _jets() -> Any:
-    from heliowatch.models.architectures import JetConvLSTM  # noqa: PLC0415
+    from heliowatch.models.architectures import JetConvLSTM  # noqa: PLC0415  (imports torch: optional heavy backend)
 
     return JetConvLSTM()
 
@@ -195,6 +195,14 @@ def weights_dir() -> Path:
     return Path(str(resources.files("heliowatch.models").joinpath("weights")))
 
 
+def resolve_root(name: str, dirs: tuple[Path, ...] | list[Path] = ()) -> Path:
+    """The first of ``dirs`` holding a card of ``name`` (retrained weights), else the shipped weights."""
+    for d in dirs:
+        if (Path(d) / f"{name}.card.json").exists() or (Path(d) / f"{name}.json").exists():
+            return Path(d)
+    return weights_dir()
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -218,8 +226,8 @@ def load_torch(name: str, *, root: Path | None = None, dtype: Any = None) -> Any
 
     Returns the module in eval mode (float32 unless ``dtype`` is given).
     """
-    import torch  # noqa: PLC0415
-    from safetensors.torch import load_file  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (torch: optional heavy backend)
+    from safetensors.torch import load_file  # noqa: PLC0415  (torch: optional heavy backend)
 
     spec = get(name)
     card = load_card(name, root=root)
@@ -246,7 +254,7 @@ def load_torch(name: str, *, root: Path | None = None, dtype: Any = None) -> Any
 
 def save_weights(name: str, module: Any, card: dict[str, Any], *, root: Path | None = None) -> Path:
     """Write weights as safetensors and the card with their SHA-256; returns the card path."""
-    from safetensors.torch import save_file  # noqa: PLC0415
+    from safetensors.torch import save_file  # noqa: PLC0415  (torch: optional heavy backend)
 
     spec = get(name)
     root = root or weights_dir()
@@ -282,7 +290,7 @@ def init_weights(name: str, *, root: Path | None = None) -> Path:
     These are what the runtime, export, parity and speed checks run on until a trained
     model replaces them; their card marks them untrained and not operational.
     """
-    import torch  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (torch: optional heavy backend)
 
     spec = get(name)
     torch.manual_seed(spec.init_seed)

@@ -16,8 +16,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
-__all__ = ["Scores", "bss", "contingency", "hss", "reliability", "reliability_plot", "roc_auc", "score", "tss"]
+from heliowatch.models.core.figures import new_figure, save_png
+
+__all__ = [
+    "Scores",
+    "average_precision",
+    "bss",
+    "contingency",
+    "hss",
+    "iou",
+    "reliability",
+    "reliability_plot",
+    "roc_auc",
+    "score",
+    "tss",
+]
 
 
 def contingency(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> tuple[int, int, int, int]:
@@ -54,8 +69,6 @@ def bss(y: np.ndarray, p: np.ndarray, reference: float | np.ndarray | None = Non
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     """Area under the ROC curve (NaN if only one class is present)."""
-    from sklearn.metrics import roc_auc_score  # noqa: PLC0415
-
     yb = np.asarray(y).astype(int)
     if yb.min() == yb.max():
         return float("nan")
@@ -108,12 +121,8 @@ def score(y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5, reference: fl
 
 def reliability_plot(curves: dict[str, list[tuple[float, float, int]]], path: Path, *, title: str) -> Path:
     """Write a reliability diagram (one line per model or fold) with the forecast histogram."""
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, (ax, hx) = plt.subplots(2, 1, figsize=(5.5, 6.5), dpi=110, gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    fig = new_figure((5.5, 6.5), dpi=110)
+    ax, hx = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect reliability")
     for name, pts in curves.items():
         if not pts:
@@ -130,7 +139,42 @@ def reliability_plot(curves: dict[str, list[tuple[float, float, int]]], path: Pa
     hx.set_xlabel("forecast probability")
     hx.set_ylabel("forecasts")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
+
+
+def iou(a: list[int], b: list[int]) -> float:
+    """Intersection over union of two half-open ``[x0, y0, x1, y1]`` boxes."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def average_precision(
+    dets: list[tuple[int, float, list[int]]], truths: dict[int, list[list[int]]], *, iou_min: float = 0.5
+) -> float:
+    """VOC-style AP (all-point interpolation) of detections ``(frame, confidence, box)``."""
+    n_true = sum(len(v) for v in truths.values())
+    if n_true == 0:
+        return float("nan")
+    used: dict[int, set[int]] = {k: set() for k in truths}
+    tp = []
+    for f, _c, box in sorted(dets, key=lambda d: -d[1]):
+        best, best_iou = None, iou_min
+        for j, tb in enumerate(truths.get(f, [])):
+            v = iou(box, tb)
+            if j not in used.setdefault(f, set()) and v >= best_iou:
+                best, best_iou = j, v
+        if best is not None:
+            used[f].add(best)
+        tp.append(best is not None)
+    if not tp:
+        return 0.0
+    hits = np.cumsum(tp)
+    recall = hits / n_true
+    precision = hits / np.arange(1, len(tp) + 1)
+    # Precision envelope, then the area under the step curve.
+    env = np.maximum.accumulate(precision[::-1])[::-1]
+    r_prev = np.concatenate([[0.0], recall[:-1]])
+    return float(np.sum((recall - r_prev) * env))

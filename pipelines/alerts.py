@@ -1,19 +1,12 @@
-"""Alerts to a mailing list (the one module of heliowatch that speaks SMTP).
+"""Alerts to a mailing list: raised into an outbox, delivered by a loop, never lost, never doubled.
 
-Alerts are never sent directly: they are written to an **outbox** in the state database in the
-same step that decides them, and a delivery loop sends what is due. So a crash, an SMTP outage
-or a restart never loses an alert (it stays pending and is retried with exponential backoff),
-and the natural key of each alert - rule, region, time bucket - makes raising it twice a no-op
-(de-duplication, and a rate limit of one alert per region and condition per window). When
-many alerts fire together they go out as one digest.
-
-Mail: plain text and HTML alternatives, attachments (quicklook, occlusion map, jet strip),
-``Message-ID``, ``Date``, ``List-Id``, and ``In-Reply-To``/``References`` pointing at the first
-alert about the same region so mail clients thread follow-ups. Transports: SMTP (optional
-STARTTLS and authentication; the password from the environment or a credentials file) or a
-local maildir (the demo default: no mail server needed). Maildir delivery is exactly-once
-(the file is named by Message-ID); SMTP is at-least-once across a crash between the server's
-acceptance and our commit, and the stable Message-ID lets list servers drop the duplicate.
+Alerts are never sent directly: they are written to the **outbox**
+(:mod:`heliowatch.pipelines.store.outbox`) in the step that decides them, and a delivery loop
+sends what is due. So a crash, an SMTP outage or a restart never loses an alert (it stays
+pending and is retried with exponential backoff), and the natural key of each alert - rule,
+region, time bucket - makes raising it twice a no-op (de-duplication, and a rate limit of one
+alert per region and condition per window). When many alerts fire together they go out as
+one digest. How a message travels (SMTP or a maildir) is :mod:`heliowatch.pipelines.mail`.
 """
 
 from __future__ import annotations
@@ -21,59 +14,22 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import html
-import json
-import os
-import smtplib
-import socket
-import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-import sqlalchemy as sa
+import structlog
 
-from heliowatch.daemon.logs import get_logger
-from heliowatch.daemon.state import metadata
+from heliowatch.models.core.times import Clock, SystemClock, iso_utc
+from heliowatch.pipelines.mail import DeliveryError, Message, Transport
+from heliowatch.pipelines.store.outbox import OutboxEntry, OutboxStore
 
-__all__ = ["Alert", "AlertCenter", "Transport"]
+__all__ = ["KINDS", "Alert", "AlertCenter", "AlertObserver"]
 
-log = get_logger(__name__)
-
-outbox = sa.Table(
-    "alert_outbox",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("dedup_key", sa.String(256), nullable=False, unique=True),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("region", sa.String(64), nullable=True),
-    sa.Column("subject", sa.Text, nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("html", sa.Text, nullable=False),
-    sa.Column("attachments", sa.Text, nullable=False),
-    sa.Column("message_id", sa.String(256), nullable=False),
-    sa.Column("in_reply_to", sa.String(256), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False),  # pending | sent | digested
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("next_attempt_utc", sa.String(32), nullable=False),
-    sa.Column("last_error", sa.Text, nullable=True),
-    sa.Column("created_utc", sa.String(32), nullable=False),
-    sa.Column("sent_utc", sa.String(32), nullable=True),
-)
-
-threads = sa.Table(
-    "alert_threads",
-    metadata,
-    sa.Column("thread_key", sa.String(128), primary_key=True),
-    sa.Column("message_id", sa.String(256), nullable=False),
-)
+log = structlog.get_logger(__name__)
 
 #: Alert kinds (bounded metric labels).
 KINDS = ("flare_region", "flare_full_disk", "new_delta", "jet", "emergence", "data_stale", "digest", "test")
-
-
-def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -88,19 +44,16 @@ class Alert:
     key: str | None = None  # extra natural-key part (e.g. a series name)
 
 
-@dataclass
-class Transport:
-    """Where mail goes."""
+class AlertObserver(Protocol):
+    """What delivery reports (the daemon's metrics implement it)."""
 
-    kind: str  # smtp | maildir
-    maildir: Path | None = None
-    host: str = "127.0.0.1"
-    port: int = 25
-    starttls: bool = False
-    username: str = ""
-    password: str = ""
-    timeout_s: float = 30.0
-    cafile: str = ""
+    def alert_sent(self, kind: str, at: float) -> None:
+        """A message of ``kind`` was delivered at Unix time ``at``."""
+        ...
+
+    def alert_failed(self, kind: str) -> None:
+        """A delivery attempt failed (it stays in the outbox)."""
+        ...
 
 
 class AlertCenter:
@@ -108,9 +61,10 @@ class AlertCenter:
 
     Parameters
     ----------
-    engine : sqlalchemy.engine.Engine
-        The state database.
+    outbox : OutboxStore
+        The outbox in the state database.
     transport : Transport
+        How messages travel (SMTP or maildir).
     sender, recipients : str, list of str
         Envelope and header addresses.
     list_id : str
@@ -121,12 +75,14 @@ class AlertCenter:
         This many or more alerts raised together go out as one digest.
     retry_base_s, retry_max_s : float
         Exponential backoff of failed deliveries.
-    metrics : heliowatch.daemon.metrics.Metrics or None
+    observer : AlertObserver or None
+    clock : Clock or None
+        Delivery times (the system clock by default).
     """
 
     def __init__(
         self,
-        engine: Any,
+        outbox: OutboxStore,
         transport: Transport,
         *,
         sender: str,
@@ -136,10 +92,10 @@ class AlertCenter:
         digest_threshold: int = 4,
         retry_base_s: float = 30.0,
         retry_max_s: float = 1800.0,
-        metrics: Any = None,
+        observer: AlertObserver | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        self.engine = engine
-        metadata.create_all(engine, tables=[outbox, threads])
+        self.outbox = outbox
         self.transport = transport
         self.sender = sender
         self.recipients = recipients
@@ -148,179 +104,101 @@ class AlertCenter:
         self.digest_threshold = digest_threshold
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
-        self.metrics = metrics
+        self.observer = observer
+        self.clock: Clock = clock or SystemClock()
         self.domain = sender.split("@")[-1] or "heliowatch.localhost"
-        if metrics is not None:
-            metrics.add_collector(self._collect)
 
     # -- raising -----------------------------------------------------------------------------
     def _dedup_key(self, a: Alert, t: dt.datetime) -> str:
         bucket = int(t.timestamp() // self.window)
         return f"{a.kind}|{a.region or '-'}|{a.key or '-'}|{bucket}"
 
+    def _entry(self, a: Alert, key: str, now: dt.datetime, *, status: str) -> OutboxEntry:
+        return OutboxEntry(
+            dedup_key=key,
+            kind=a.kind,
+            subject=a.subject,
+            text=a.text,
+            html=_html(a),
+            attachments=list(a.attachments),
+            message_id=email.utils.make_msgid(idstring=a.kind.replace("_", "-"), domain=self.domain),
+            region=a.region,
+            status=status,
+            created_utc=iso_utc(now),
+        )
+
     def raise_alerts(self, alerts: list[Alert], *, now: dt.datetime | None = None) -> int:
-        """Put alerts in the outbox (digesting them if many); returns how many mails were queued."""
-        now = now or dt.datetime.now(dt.UTC)
-        with self.engine.begin() as c:
-            fresh = []
-            for a in alerts:
-                k = self._dedup_key(a, now)
-                if c.execute(sa.select(outbox.c.id).where(outbox.c.dedup_key == k)).first() is None:
-                    fresh.append((a, k))
-            if not fresh:
-                return 0
-            if len(fresh) >= self.digest_threshold:
-                for a, k in fresh:
-                    self._insert(c, a, k, now, status="digested")
-                lines = [f"- {a.subject}" for a, _ in fresh]
-                body = (
-                    f"{len(fresh)} heliowatch alerts fired together at {_iso(now)}:\n\n"
-                    + "\n".join(lines)
-                    + "\n\n"
-                    + "\n\n".join(a.text for a, _ in fresh)
-                )
-                atts = tuple(dict.fromkeys(p for a, _ in fresh for p in a.attachments))[:6]
-                digest = Alert("digest", f"[heliowatch] digest: {len(fresh)} alerts", body, attachments=atts)
-                self._insert(c, digest, f"digest|{'|'.join(k for _, k in fresh)}"[:250], now, status="pending")
-                queued = 1
-            else:
-                for a, k in fresh:
-                    self._insert(c, a, k, now, status="pending")
-                queued = len(fresh)
+        """Put alerts in the outbox (digesting them if many); returns how many mails were queued.
+
+        ``now`` is the time the alerts are about (the data's time, so a replay rate-limits as
+        live operation would); the system time by default.
+        """
+        now = now or dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
+        keyed = [(a, self._dedup_key(a, now)) for a in alerts]
+        fresh_keys = self.outbox.fresh([k for _, k in keyed])
+        fresh = [(a, k) for a, k in dict((k, (a, k)) for a, k in keyed).values() if k in fresh_keys]
+        if not fresh:
+            return 0
+        if len(fresh) >= self.digest_threshold:
+            lines = [f"- {a.subject}" for a, _ in fresh]
+            body = (
+                f"{len(fresh)} heliowatch alerts fired together at {iso_utc(now)}:\n\n"
+                + "\n".join(lines)
+                + "\n\n"
+                + "\n\n".join(a.text for a, _ in fresh)
+            )
+            atts = tuple(dict.fromkeys(p for a, _ in fresh for p in a.attachments))[:6]
+            digest = Alert("digest", f"[heliowatch] digest: {len(fresh)} alerts", body, attachments=atts)
+            entries = [self._entry(a, k, now, status="digested") for a, k in fresh]
+            entries.append(self._entry(digest, f"digest|{'|'.join(k for _, k in fresh)}"[:250], now, status="pending"))
+            queued = 1 if self.outbox.enqueue(entries) else 0
+        else:
+            queued = len(self.outbox.enqueue([self._entry(a, k, now, status="pending") for a, k in fresh]))
         for a, _ in fresh:
             log.info("alert_raised", kind=a.kind, region=a.region, subject=a.subject)
         return queued
 
-    def _insert(self, c: Any, a: Alert, key: str, now: dt.datetime, *, status: str) -> None:
-        mid = email.utils.make_msgid(idstring=a.kind.replace("_", "-"), domain=self.domain)
-        reply = None
-        if a.region:
-            tk = f"{a.region}"
-            row = c.execute(sa.select(threads.c.message_id).where(threads.c.thread_key == tk)).first()
-            if row is None:
-                c.execute(threads.insert().values(thread_key=tk, message_id=mid))
-            else:
-                reply = row[0]
-        c.execute(
-            outbox.insert().values(
-                dedup_key=key,
-                kind=a.kind,
-                region=a.region,
-                subject=a.subject,
-                text=a.text,
-                html=_html(a),
-                attachments=json.dumps(list(a.attachments)),
-                message_id=mid,
-                in_reply_to=reply,
-                status=status,
-                attempts=0,
-                next_attempt_utc=_iso(now),
-                created_utc=_iso(now),
-            )
-        )
-
     # -- delivery ----------------------------------------------------------------------------
     def pending(self) -> int:
         """Alerts waiting in the outbox."""
-        with self.engine.connect() as c:
-            return int(c.execute(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.status == "pending")).scalar_one())
+        return self.outbox.pending()
 
     def deliver(self, *, now: dt.datetime | None = None) -> tuple[int, int]:
         """Send every due pending alert; returns (sent, failed)."""
-        now = now or dt.datetime.now(dt.UTC)
-        with self.engine.connect() as c:
-            due = c.execute(
-                sa.select(outbox)
-                .where(outbox.c.status == "pending", outbox.c.next_attempt_utc <= _iso(now))
-                .order_by(outbox.c.id)
-            ).all()
+        now = now or dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
         sent = failed = 0
-        for row in due:
+        for row in self.outbox.due(iso_utc(now)):
+            msg = Message(
+                sender=self.sender,
+                recipients=self.recipients,
+                subject=row.subject,
+                text=row.text,
+                html=row.html,
+                message_id=row.message_id,
+                list_id=self.list_id,
+                kind=row.kind,
+                in_reply_to=row.in_reply_to,
+                attachments=[Path(p) for p in row.attachments],
+            )
             try:
-                self._send(self._message(row))
-            except (OSError, smtplib.SMTPException, ssl.SSLError) as e:
+                self.transport.send(msg)
+            except DeliveryError as e:
                 failed += 1
                 attempts = row.attempts + 1
                 delay = min(self.retry_max_s, self.retry_base_s * 2 ** (attempts - 1))
-                with self.engine.begin() as c:
-                    c.execute(
-                        outbox.update()
-                        .where(outbox.c.id == row.id)
-                        .values(
-                            attempts=attempts, last_error=str(e)[:500], next_attempt_utc=_iso(now + dt.timedelta(seconds=delay))
-                        )
-                    )
-                if self.metrics is not None:
-                    self.metrics.alert_failures.labels(row.kind).inc()
+                self.outbox.failed(
+                    row.id, attempts=attempts, error=str(e), next_attempt_utc=iso_utc(now + dt.timedelta(seconds=delay))
+                )
+                if self.observer is not None:
+                    self.observer.alert_failed(row.kind)
                 log.warning("alert_delivery_failed", kind=row.kind, attempts=attempts, retry_in_s=delay, error=str(e)[:300])
                 continue
-            with self.engine.begin() as c:
-                c.execute(
-                    outbox.update()
-                    .where(outbox.c.id == row.id)
-                    .values(status="sent", attempts=row.attempts + 1, sent_utc=_iso(now))
-                )
+            self.outbox.sent(row.id, attempts=row.attempts + 1, sent_utc=iso_utc(now))
             sent += 1
-            if self.metrics is not None:
-                self.metrics.alerts_sent.labels(row.kind).inc()
-                self.metrics.alert_last_success.set(now.timestamp())
+            if self.observer is not None:
+                self.observer.alert_sent(row.kind, now.timestamp())
             log.info("alert_sent", kind=row.kind, message_id=row.message_id, transport=self.transport.kind)
         return sent, failed
-
-    def _message(self, row: Any) -> EmailMessage:
-        msg = EmailMessage()
-        msg["From"] = self.sender
-        msg["To"] = ", ".join(self.recipients)
-        msg["Subject"] = row.subject
-        msg["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
-        msg["Message-ID"] = row.message_id
-        msg["List-Id"] = self.list_id
-        msg["X-Heliowatch-Kind"] = row.kind
-        if row.in_reply_to:
-            msg["In-Reply-To"] = row.in_reply_to
-            msg["References"] = row.in_reply_to
-        text = row.text
-        missing = [p for p in json.loads(row.attachments) if not Path(p).exists()]
-        if missing:
-            text += "\n\n(attachments no longer on disk: " + ", ".join(Path(p).name for p in missing) + ")"
-        msg.set_content(text)
-        msg.add_alternative(row.html, subtype="html")
-        for p in json.loads(row.attachments):
-            path = Path(p)
-            if path.exists():
-                sub = "png" if path.suffix == ".png" else "octet-stream"
-                main = "image" if sub == "png" else "application"
-                msg.add_attachment(path.read_bytes(), maintype=main, subtype=sub, filename=path.name)
-        return msg
-
-    def _send(self, msg: EmailMessage) -> None:
-        t = self.transport
-        if t.kind == "maildir":
-            assert t.maildir is not None
-            for sub in ("tmp", "new", "cur"):
-                (t.maildir / sub).mkdir(parents=True, exist_ok=True)
-            name = str(msg["Message-ID"]).strip("<>").replace("/", "_")
-            final = t.maildir / "new" / name
-            if final.exists() or (t.maildir / "cur" / name).exists():
-                return  # delivered before a crash: exactly once
-            tmp = t.maildir / "tmp" / f"{name}.{os.getpid()}"
-            tmp.write_bytes(msg.as_bytes())
-            os.replace(tmp, final)
-            return
-        ctx = ssl.create_default_context(cafile=t.cafile or None)
-        with smtplib.SMTP(t.host, t.port, timeout=t.timeout_s, local_hostname=socket.gethostname() or "localhost") as s:
-            s.ehlo()
-            if t.starttls:
-                s.starttls(context=ctx)
-                s.ehlo()
-            if t.username:
-                s.login(t.username, t.password)
-            s.send_message(msg, from_addr=self.sender, to_addrs=self.recipients)
-
-    def _collect(self) -> list[Any]:
-        from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415
-
-        return [GaugeMetricFamily("heliowatch_alert_outbox_depth", "Alerts waiting in the outbox", value=float(self.pending()))]
 
 
 def _html(a: Alert) -> str:

@@ -9,13 +9,27 @@ shows the cutout north up with a colour bar in Gauss.
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["write_cutouts"]
+from heliowatch.models.core.figures import new_figure, png_bytes
+from heliowatch.pipelines.quicklook import greek, north_up
+
+__all__ = ["Cutout", "cutouts"]
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """One region's cutout: its file stem, the FITS bytes and the PNG bytes (or None)."""
+
+    stem: str
+    fits: bytes
+    png: bytes | None
+
 
 _MARGIN = 0.15  # of the box side, on each side
 _MIN_SIDE = 32  # pixels: tiny regions still get a usable picture
@@ -35,18 +49,15 @@ def _window(bbox: list[int], shape: tuple[int, int]) -> tuple[int, int, int, int
     )
 
 
-def write_cutouts(frame: Any, regions: list[Any], out_dir: Path, *, stem: str, png: bool = True) -> list[dict[str, str]]:
-    """Write ``<stem>-<label>.fits`` (and ``.png``) for each region of a preprocessed frame
-    (:func:`~heliowatch.pipelines.regions.preprocess`, whose ``source`` holds the file's pixels);
-    returns their paths, in order.
+def cutouts(frame: Any, regions: list[Any], *, stem: str, png: bool = True) -> list[Cutout]:
+    """The cutout ``<stem>-<label>`` (FITS and PNG) of each region of a prepared frame
+    (:func:`~heliowatch.models.regions.frame.prepare_disk`, whose ``source`` holds the file's
+    pixels), in order.
 
     ``label`` is ``track<N>`` when the region is tracked, else ``id<N>``.
     """
-    from heliowatch.pipelines.quicklook import north_up  # noqa: PLC0415
-
     src = frame.source
     data = np.asarray(src.data)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for r in regions:
         x0, y0, x1, y1 = _window(r.bbox_px, data.shape)
@@ -74,30 +85,18 @@ def write_cutouts(frame: Any, regions: list[Any], out_dir: Path, *, stem: str, p
         hdr["HW_LON"] = (float(r.hgs_lon), "[deg] flux-weighted Stonyhurst longitude")
         hdr["HW_FLUX"] = (float(r.usflux_mx), "[Mx] unsigned flux")
         hdr["HW_X0"], hdr["HW_Y0"] = (x0, "cutout origin in the full frame (0-based x)"), (y0, "0-based y")
-        f_out = out_dir / f"{stem}-{label}.fits"
-        tmp = f_out.with_name(f_out.name + ".part")
+        buf = io.BytesIO()
         fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(cut, header=hdr, compression_type="RICE_1")]).writeto(
-            tmp, checksum=True, overwrite=True
+            buf, checksum=True
         )
-        tmp.replace(f_out)
-        entry = {"fits": str(f_out)}
-        if png:
-            entry["png"] = str(
-                _png(north_up(cut, float(src.keyword("CROTA2", 0.0) or 0.0)), r, out_dir / f"{stem}-{label}.png", src)
-            )
-        written.append(entry)
+        picture = _png(north_up(cut, float(src.keyword("CROTA2", 0.0) or 0.0)), r, src) if png else None
+        written.append(Cutout(stem=f"{stem}-{label}", fits=buf.getvalue(), png=picture))
     return written
 
 
-def _png(cut: np.ndarray, r: Any, out: Path, src: Any) -> Path:
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    from heliowatch.pipelines.quicklook import greek  # noqa: PLC0415
-
-    fig, ax = plt.subplots(figsize=(5, 4.2), dpi=100)
+def _png(cut: np.ndarray, r: Any, src: Any) -> bytes:
+    fig = new_figure((5, 4.2), dpi=100)
+    ax = fig.subplots()
     im = ax.imshow(cut, cmap="gray", vmin=-1500, vmax=1500, origin="lower", interpolation="nearest")
     name = f"AR {r.noaa_ar}" if r.noaa_ar else f"region {r.track_id or r.id}"
     p = r.class_probs.get(r.mtwilson) if r.class_probs else None
@@ -109,8 +108,4 @@ def _png(cut: np.ndarray, r: Any, out: Path, src: Any) -> Path:
     ax.set_xticks([])
     ax.set_yticks([])
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="B_LOS (G)")
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return png_bytes(fig, bbox_inches="tight")

@@ -8,11 +8,12 @@ same content in ``Who``/``What``/``WhereWhen``/``How``/``Why`` for brokers that 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+
+from heliowatch.models.core.times import SystemClock, iso_utc
 
 __all__ = ["HEK_TYPES", "hek_event", "voevent_xml", "write_event"]
 
@@ -44,7 +45,7 @@ def hek_event(kind: str, p: dict[str, Any], *, version: str) -> dict[str, Any]:
         "frm_identifier": f"heliowatch {version}",
         "frm_institute": p.get("institute", "heliowatch"),
         "frm_humanflag": "F",
-        "frm_daterun": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        "frm_daterun": iso_utc(SystemClock().now())[:19],
         "obs_observatory": obs,
         "obs_instrument": inst,
         "obs_channelid": chan,

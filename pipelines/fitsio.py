@@ -6,8 +6,7 @@ before astropy tries to read it), the FITS checksums where the file carries them
 full read of the data (a corrupt RICE tile fails there). Real JSOC headers carry quirks,
 e.g. ``R_VALUE = 'nan'`` cards astropy refuses to parse; they are read as missing values.
 
-Times: JSOC ``T_REC``/``T_OBS`` are TAI strings (``2011.02.15_02:00:00_TAI``); they are
-converted explicitly with :func:`sunpy.time.parse_time` and stored as UTC ISO 8601.
+Times are converted in :mod:`heliowatch.models.core.times`.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from heliowatch.daemon.errors import DataRejected
+from heliowatch.pipelines.errors import DataRejected
 
 __all__ = [
     "FitsFrame",
@@ -31,8 +30,6 @@ __all__ = [
     "parse_quality",
     "read_fits",
     "sha256_file",
-    "tai_to_utc",
-    "utc_to_tai_string",
 ]
 
 #: Default pixel budget: a 4096x4096 frame with headroom; bigger is refused unread.
@@ -114,32 +111,6 @@ def parse_quality(value: Any) -> int:
     except ValueError as e:
         msg = f"QUALITY is not a number: {s!r}"
         raise ValueError(msg) from e
-
-
-def tai_to_utc(t: str) -> str:
-    """Convert a JSOC time string to UTC ISO 8601 (``YYYY-MM-DDTHH:MM:SS.sssZ``).
-
-    ``2011.02.15_02:00:00_TAI`` is TAI; a string without a scale suffix is taken as UTC.
-    drms's own ``to_datetime`` drops the ``_TAI`` and is 37 s (in 2024) wrong.
-    """
-    from sunpy.time import parse_time  # noqa: PLC0415  (sunpy import is slow; keep CLI start-up fast)
-
-    s = t.strip()
-    if not s or s.upper() == "MISSING":
-        msg = f"no time in {t!r}"
-        raise ValueError(msg)
-    tm = parse_time(s)
-    tm.precision = 3
-    return f"{tm.utc.isot}Z"
-
-
-def utc_to_tai_string(utc_iso: str) -> str:
-    """Convert UTC ISO 8601 to a JSOC TAI time string (``2011.02.15_02:00:00.000_TAI``)."""
-    from astropy.time import Time  # noqa: PLC0415
-
-    t = Time(utc_iso.rstrip("Z"), scale="utc", precision=3).tai
-    date, clock = t.isot.split("T")
-    return f"{date.replace('-', '.')}_{clock}_TAI"
 
 
 def sha256_file(path: Path) -> str:

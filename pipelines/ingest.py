@@ -4,76 +4,103 @@ One :class:`Ingestor` per source (magnetogram, SHARP, AIA). A poll:
 
 1. queries the keywords of records since the series' high-water mark (minus a reorder
    window for AIA, whose NRT frames arrive out of time order) or, on a first run, since
-   ``lookback_hours`` ago;
+   ``lookback_hours`` ago: a keyword-only query, cheap enough to run every minute;
 2. drops records already ingested or finally rejected (natural key: series + record name);
 3. skips records with a non-zero QUALITY word (counted, never retried);
-4. exports and downloads each remaining record's segments, verifies every file, moves it
-   into the frame store and records it together with the new high-water mark in one
-   transaction; a file that fails verification is retried on later polls, up to a limit;
-5. hands the new frames to the product pipelines registered for the source.
+4. exports and downloads each remaining record's segments (hashed while they stream), verifies
+   and reads every file once, moves it into the frame store and records it together with the
+   new high-water mark in one transaction; a file that fails verification is retried on later
+   polls, up to a limit;
+5. returns the new :class:`~heliowatch.pipelines.frames.VerifiedFrame` objects. It does not
+   run the products: the daemon's fan-out does, and marks each (product, record) processed.
 
-Keyword values from the query are kept in a JSON sidecar next to each file and merged
-into the header on read (:func:`load_frame`), since ``as-is`` files carry no keywords.
+Keyword values from the query are merged into each segment's header and kept in a JSON
+sidecar next to each file, since ``as-is`` files carry no keywords.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from heliowatch.daemon.errors import DataRejected, SourceUnavailable
-from heliowatch.daemon.logs import get_logger
-from heliowatch.daemon.state import FrameRecord, StateStore
-from heliowatch.pipelines.fitsio import FitsFrame, read_fits, utc_to_tai_string
+import structlog
+
+from heliowatch.models.core.times import Clock, SystemClock, iso_from_unix, unix_from_iso, utc_to_tai_string
+from heliowatch.pipelines.errors import DataRejected, SourceUnavailable
+from heliowatch.pipelines.frames import Source, VerifiedFrame, merge_keywords, sidecar_keywords
 from heliowatch.pipelines.jsoc import SOURCE_KEYS, JsocClient, RemoteRecord
 
-__all__ = ["IngestedFrame", "Ingestor", "PollResult", "Source", "load_frame"]
+__all__ = ["FrameRecord", "IngestObserver", "IngestState", "Ingestor", "PollResult", "local_name"]
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 #: A record that fails verification this many times is given up (and counted).
 MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
-class Source:
-    """One thing to poll: a series, its segments and (for AIA) one wavelength."""
+class FrameRecord:
+    """One verified segment file of one record, ready to be recorded."""
 
-    kind: str  # magnetogram | sharp | aia
     series: str
-    segments: tuple[str, ...]
+    record: str
+    segment: str
+    t_rec_utc: str
+    quality: int
+    path: str
+    size: int
+    sha256: str
+    fsn: int | None = None
     wavelength: int | None = None
-    reorder_window_s: float = 0.0
-
-    @property
-    def name(self) -> str:
-        """A bounded, human-readable id used as a job name and metric label."""
-        return f"{self.series}:{self.wavelength}" if self.wavelength else self.series
-
-    def recordset(self, start_tai: str, end_tai: str) -> str:
-        """The record set of this source between two TAI times."""
-        window = f"[{start_tai}-{end_tai}]"
-        if self.kind == "sharp":
-            return f"{self.series}[]{window}"
-        if self.kind == "aia":
-            return f"{self.series}{window}[? WAVELNTH={self.wavelength} ?]"
-        return f"{self.series}{window}"
+    harpnum: int | None = None
+    latency_s: float | None = None
 
 
-@dataclass
-class IngestedFrame:
-    """A record whose segment files are verified and recorded."""
+class IngestState(Protocol):
+    """What ingest needs of the state database (the daemon's state store implements it)."""
 
-    source: Source
-    record: RemoteRecord
-    paths: dict[str, Path]
-    latency_s: float | None
+    def high_water(self, series: str) -> tuple[str, int | None] | None:
+        """``(t_rec_utc, fsn)`` of the newest ingested record of a source, or None."""
+        ...
+
+    def known_records(self, series: str, records: list[str]) -> set[str]:
+        """The subset of ``records`` already ingested."""
+        ...
+
+    def final_rejects(self, series: str) -> set[str]:
+        """Records that will not be retried."""
+        ...
+
+    def oldest_retry(self, series: str) -> str | None:
+        """T_REC (UTC) of the oldest record still to be retried."""
+        ...
+
+    def note_reject(self, series: str, record: str, reason: str, *, t_rec_utc: str, final: bool, max_attempts: int) -> int:
+        """Count a failed attempt; returns the attempt count."""
+        ...
+
+    def record_frames(self, items: list[FrameRecord], *, hw_key: str | None = None) -> int:
+        """Record the segment files of one record and advance the high-water mark, atomically."""
+        ...
+
+
+class IngestObserver(Protocol):
+    """What ingest reports (the daemon's metrics implement it)."""
+
+    def ingested(self, source: str, *, nbytes: int, latency_s: float | None, t_rec_unix: float) -> None:
+        """One record of ``source`` was ingested."""
+        ...
+
+    def rejected(self, source: str, reason: str) -> None:
+        """One record was refused for ``reason``."""
+        ...
+
+    def polled(self, source: str, at: float) -> None:
+        """A poll of ``source`` finished at Unix time ``at``."""
+        ...
 
 
 @dataclass
@@ -87,19 +114,11 @@ class PollResult:
     skipped_quality: int = 0
     rejected: int = 0
     remaining: int = 0
-    frames: list[IngestedFrame] = field(default_factory=list)
+    frames: list[VerifiedFrame] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Counts as a dict for the log line."""
         return {k: v for k, v in self.__dict__.items() if k != "frames"}
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _unix(iso: str) -> float:
-    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def local_name(record: str) -> str:
@@ -121,56 +140,63 @@ class Ingestor:
     ----------
     source : Source
     client : JsocClient
-    state : StateStore
+    state : IngestState
     frames_dir : pathlib.Path
         Root of the frame store (``<state_dir>/frames``).
-    clock : callable
-        Returns "now" as Unix seconds (the replay clock in a replay).
-    metrics : heliowatch.daemon.metrics.Metrics or None
+    clock : Clock
+        "Now" (the replay clock in a replay).
+    observer : IngestObserver or None
     lookback_hours, max_records : float, int
         First-poll window and per-poll cap.
+    first_start : float or None
+        Where a first poll starts (a replay starts at the beginning of its archive).
+    ingest_log : pathlib.Path or None
+        Append one JSON line per ingested record here.
+    max_pixels : int or None
+        Refuse files declaring more pixels than this (``read_fits``'s default when None).
     """
 
     def __init__(
         self,
         source: Source,
         client: JsocClient,
-        state: StateStore,
+        state: IngestState,
         frames_dir: Path,
         *,
-        clock: Callable[[], float] = time.time,
-        metrics: Any = None,
+        clock: Clock | None = None,
+        observer: IngestObserver | None = None,
         lookback_hours: float = 6.0,
         max_records: int = 200,
         first_start: float | None = None,
+        ingest_log: Path | None = None,
+        max_pixels: int | None = None,
     ) -> None:
         self.source = source
         self.client = client
         self.state = state
         self.frames_dir = Path(frames_dir)
-        self.clock = clock
-        self.metrics = metrics
+        self.clock: Clock = clock or SystemClock()
+        self.observer = observer
         self.lookback_s = lookback_hours * 3600
         self.max_records = max_records
-        # A replay starts at the beginning of its archive, whatever the replay clock says by the
-        # time the first poll runs.
         self.first_start = first_start
-        self.handlers: list[Callable[[list[IngestedFrame]], None]] = []
+        self.ingest_log = ingest_log
+        self.max_pixels = max_pixels
 
     def _window(self) -> tuple[str, str]:
-        now = self.clock()
+        now = self.clock.now()
         hw = self.state.high_water(self.source.name)
         if hw:
-            start = _unix(hw[0]) - self.source.reorder_window_s
+            start = unix_from_iso(hw[0]) - self.source.reorder_window_s
         elif self.first_start is not None:
             start = self.first_start
         else:
             start = now - self.lookback_s
         retry = self.state.oldest_retry(self.source.series)
         if retry is not None:
-            start = min(start, _unix(retry))
+            start = min(start, unix_from_iso(retry))
         # Look a little ahead of "now": JSOC slots are labelled by T_REC, not arrival time.
-        return utc_to_tai_string(_iso(start)), utc_to_tai_string(_iso(now + 3600))
+        return utc_to_tai_string(iso_from_unix(start)), utc_to_tai_string(iso_from_unix(now + 3600))
 
     def poll(self) -> PollResult:
         """Run one poll; see the module docstring.
@@ -186,7 +212,7 @@ class Ingestor:
         start, end = self._window()
         records = self.client.query(src.recordset(start, end), SOURCE_KEYS[src.kind])
         res.found = len(records)
-        known = self.state.known_records(src.series, (r.name for r in records))
+        known = self.state.known_records(src.series, [r.name for r in records])
         given_up = self.state.final_rejects(src.series)
         fresh = sorted(
             (r for r in records if r.name not in known and r.name not in given_up),
@@ -212,23 +238,23 @@ class Ingestor:
                 continue
             res.ingested += 1
             res.frames.append(frame)
-        if self.metrics is not None:
-            self.metrics.last_poll.labels(src.name).set(time.time())
-        if res.frames:
-            for handler in self.handlers:
-                handler(res.frames)
-        log.info("poll", **res.summary())
+        if self.observer is not None:
+            self.observer.polled(src.name, self.clock.now())
+        if res.new or res.rejected:
+            log.info("poll", **res.summary())
+        else:
+            log.debug("poll", **res.summary())
         return res
 
     def _reject(self, rec: RemoteRecord, reason: str, *, final: bool, detail: str) -> None:
         attempts = self.state.note_reject(
             rec.series, rec.name, reason, t_rec_utc=rec.t_rec_utc, final=final, max_attempts=MAX_ATTEMPTS
         )
-        if self.metrics is not None:
-            self.metrics.rejected.labels(self.source.name, reason).inc()
+        if self.observer is not None:
+            self.observer.rejected(self.source.name, reason)
         log.warning("record_rejected", record=rec.name, reason=reason, attempts=attempts, final=final, detail=detail[:300])
 
-    def _ingest(self, rec: RemoteRecord) -> IngestedFrame:
+    def _ingest(self, rec: RemoteRecord) -> VerifiedFrame:
         src = self.source
         segs = ",".join(src.segments)
         pairs = self.client.export_urls(f"{rec.name}{{{segs}}}")
@@ -238,15 +264,16 @@ class Ingestor:
         day = rec.t_rec_utc[:10]
         target_dir = self.frames_dir / _safe(src.series) / day
         paths: dict[str, Path] = {}
+        segments = {}
         items: list[FrameRecord] = []
         latency = self._latency(rec)
         for recseg, url in pairs:
             seg = recseg.rsplit("{", 1)[-1].rstrip("}")
             dest = target_dir / f"{local_name(rec.name)}.{seg}.fits"
-            self.client.download(url, dest, series=src.series)
-            dest.with_suffix(".keywords.json").write_text(json.dumps(_jsonable(rec.keywords), sort_keys=True))
-            size, digest = self.client.file_digest(dest)
+            got = self.client.download(url, dest, max_pixels=self.max_pixels)
+            sidecar_keywords(dest, rec.keywords)
             paths[seg] = dest
+            segments[seg] = merge_keywords(got.frame, rec.keywords)
             items.append(
                 FrameRecord(
                     series=src.series,
@@ -255,8 +282,8 @@ class Ingestor:
                     t_rec_utc=rec.t_rec_utc,
                     quality=rec.quality or 0,
                     path=str(dest),
-                    size=size,
-                    sha256=digest,
+                    size=got.size,
+                    sha256=got.sha256,
                     fsn=rec.fsn,
                     wavelength=rec.wavelength,
                     harpnum=rec.harpnum,
@@ -264,50 +291,36 @@ class Ingestor:
                 )
             )
         self.state.record_frames(items, hw_key=src.name)
-        if self.metrics is not None:
-            m = self.metrics
-            m.ingested.labels(src.name).inc()
-            m.download_bytes.labels(src.name).inc(sum(i.size for i in items))
-            if latency is not None:
-                m.latency.labels(src.name).observe(latency)
-            m.last_record.labels(src.name).set(_unix(rec.t_rec_utc))
-        return IngestedFrame(source=src, record=rec, paths=paths, latency_s=latency)
+        if self.observer is not None:
+            self.observer.ingested(
+                src.name, nbytes=sum(i.size for i in items), latency_s=latency, t_rec_unix=unix_from_iso(rec.t_rec_utc)
+            )
+        frame = VerifiedFrame(source=src, record=rec, paths=paths, segments=segments, latency_s=latency)
+        self._log(frame)
+        return frame
+
+    def _log(self, fr: VerifiedFrame) -> None:
+        if self.ingest_log is None:
+            return
+        line = {
+            "series": fr.source.series,
+            "record": fr.record.name,
+            "t_rec_utc": fr.record.t_rec_utc,
+            "wavelength": fr.record.wavelength,
+            "harpnum": fr.record.harpnum,
+            "latency_s": fr.latency_s,
+            "files": {k: str(v) for k, v in fr.paths.items()},
+        }
+        self.ingest_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.ingest_log, "a") as f:
+            f.write(json.dumps(line) + "\n")
 
     def _latency(self, rec: RemoteRecord) -> float | None:
         """Record time to availability: JSOC's DATE (processing time) minus T_REC."""
-        t_rec = _unix(rec.t_rec_utc)
+        t_rec = unix_from_iso(rec.t_rec_utc)
         if rec.date_utc:
-            lat = _unix(rec.date_utc) - t_rec
+            lat = unix_from_iso(rec.date_utc) - t_rec
             if lat >= 0:
                 return lat
-        lat = self.clock() - t_rec
+        lat = self.clock.now() - t_rec
         return lat if lat >= 0 else None
-
-
-def _jsonable(kw: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in kw.items():
-        if isinstance(v, float) and v != v:  # NaN is not JSON
-            out[k] = None
-        else:
-            out[k] = v
-    return out
-
-
-def load_frame(path: Path | str) -> FitsFrame:
-    """Read an ingested frame with the queried keywords merged into its header.
-
-    ``as-is`` exports carry no keywords in the FITS header (drms tutorial); the query's
-    values, saved beside the file at ingest, fill the gaps. Header values already in the
-    file win, except where the file's value is missing.
-    """
-    p = Path(path)
-    frame = read_fits(p)
-    side = p.with_suffix(".keywords.json")
-    if side.exists():
-        for k, v in json.loads(side.read_text()).items():
-            if v is None or len(k) > 8:
-                continue
-            if k not in frame.header or frame.header[k] in ("", None):
-                frame.header[k] = v
-    return frame

@@ -3,18 +3,23 @@
 It owns everything the JSOC needs handled with care (stack-notes A1):
 
 - retries with exponential backoff and full jitter (drms has none), per request;
-- a lazily built ``drms.Client`` (passing ``email=`` makes an HTTP call at construction);
+- a lazily built ``drms.Client`` (passing ``email=`` makes an HTTP call at construction)
+  whose HTTP calls carry our timeout: drms reads ``socket.getdefaulttimeout()``, a process-wide
+  setting that several poll threads would fight over, so its JSON client is given the timeout
+  instead and the default is never touched;
 - incremental keyword queries over a time window, converted by us: QUALITY is parsed from
   hex (drms 0.9.0 + pandas 3 turns it into NaN), T_REC/T_OBS are converted from TAI
   explicitly, ``MISSING`` becomes ``None``;
-- ``url_quick``/``as-is`` exports, downloaded by us with a size cap into a ``.part`` file
-  that is verified (size, FITS readability, checksum where given) before it is renamed;
+- ``url_quick``/``as-is`` exports, downloaded by us with a size cap into a ``.part`` file,
+  hashed while it streams, verified (size, FITS readability, checksum where given) and read
+  once before it is renamed: the verified frame is what the pipelines get;
 - one export at a time (JSOC allows one pending export per user, status 7);
 - a start-up check that the series, keywords and segments we rely on exist.
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import math
 import os
@@ -26,15 +31,21 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from heliowatch.daemon.errors import DataRejected, SourceUnavailable
-from heliowatch.daemon.logs import get_logger
-from heliowatch.pipelines.fitsio import FitsFrame, parse_quality, read_fits, sha256_file, tai_to_utc
+import drms
+import structlog
+from drms.config import ServerConfig
+from drms.exceptions import DrmsError
+from drms.json import HttpJsonClient, HttpJsonRequest
 
-__all__ = ["JsocClient", "RemoteRecord", "RetryPolicy", "make_server_config"]
+from heliowatch.models.core.times import tai_to_utc
+from heliowatch.pipelines.errors import DataRejected, SourceUnavailable
+from heliowatch.pipelines.fitsio import FitsFrame, parse_quality, read_fits
 
-log = get_logger(__name__)
+__all__ = ["Download", "JsocClient", "JsocObserver", "RemoteRecord", "RetryPolicy", "make_server_config"]
+
+log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 #: Keys heliowatch always asks for, per kind of series.
@@ -44,6 +55,27 @@ SOURCE_KEYS = {
     "sharp": [*BASE_KEYS, "HARPNUM", "NOAA_AR", "NOAA_ARS", "USFLUX", "AREA_ACR", "R_VALUE", "MEANGBZ", "LAT_FWT", "LON_FWT"],
     "aia": [*BASE_KEYS, "FSN", "WAVELNTH", "EXPTIME", "IMG_TYPE"],
 }
+
+
+class JsocObserver(Protocol):
+    """What the client reports (the daemon's metrics implement it)."""
+
+    def jsoc_request(self, endpoint: str, outcome: str) -> None:
+        """One request to ``endpoint`` ended with ``outcome`` (ok, timeout, http_5xx, ...)."""
+        ...
+
+    def jsoc_retry(self, endpoint: str) -> None:
+        """A request to ``endpoint`` is being retried."""
+        ...
+
+
+@dataclass(frozen=True)
+class Download:
+    """A verified downloaded file: its frame (read once), size and SHA-256 (computed while streaming)."""
+
+    frame: FitsFrame
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -77,10 +109,8 @@ class RemoteRecord:
     date_utc: str | None = None
 
 
-def make_server_config(url: str) -> Any:
+def make_server_config(url: str) -> ServerConfig:
     """A ``drms.config.ServerConfig`` for a stand-in at ``url`` (stack-notes A1.2)."""
-    from drms.config import ServerConfig  # noqa: PLC0415
-
     base = url if url.endswith("/") else url + "/"
     return ServerConfig(
         name="HELIOWATCH-STANDIN",
@@ -91,6 +121,18 @@ def make_server_config(url: str) -> Any:
         cgi_check_address="checkAddress.sh",
         http_download_baseurl=base,
     )
+
+
+class _TimedJsonClient(HttpJsonClient):
+    """drms's JSON client with our per-request timeout (drms hard-codes 60 s unless the
+    process-wide socket default is set, which heliowatch never changes)."""
+
+    def __init__(self, server: Any, timeout_s: float) -> None:
+        super().__init__(server)
+        self._timeout_s = timeout_s
+
+    def _json_request(self, url: str) -> HttpJsonRequest:
+        return HttpJsonRequest(url, self._server.encoding, timeout=self._timeout_s)
 
 
 def _convert(value: str) -> Any:
@@ -135,8 +177,8 @@ class JsocClient:
         Per-request timeout.
     retry : RetryPolicy
         Retry behaviour.
-    metrics : heliowatch.daemon.metrics.Metrics or None
-        Where to count requests and retries.
+    observer : JsocObserver or None
+        Told about every request and retry.
     max_file_bytes : int
         Downloads larger than this are refused.
     """
@@ -148,7 +190,7 @@ class JsocClient:
         email: str,
         timeout_s: float = 60.0,
         retry: RetryPolicy | None = None,
-        metrics: Any = None,
+        observer: JsocObserver | None = None,
         max_file_bytes: int = 200 * 1024 * 1024,
         export_wait_s: float = 600.0,
     ) -> None:
@@ -156,7 +198,7 @@ class JsocClient:
         self._email = email
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
-        self.metrics = metrics
+        self.observer = observer
         self.max_file_bytes = max_file_bytes
         self.export_wait_s = export_wait_s
         self._client: Any = None
@@ -168,32 +210,34 @@ class JsocClient:
     def _drms(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                import drms  # noqa: PLC0415
-
-                cfg = "jsoc" if self.server == "jsoc" else make_server_config(self.server)
-                self._client = self._call("check_address", lambda: drms.Client(cfg, email=self._email or None))
+                self._client = self._call("check_address", self._new_client)
             return self._client
 
+    def _new_client(self) -> drms.Client:
+        cfg = "jsoc" if self.server == "jsoc" else make_server_config(self.server)
+        client = drms.Client(cfg)  # no e-mail yet: that would make the registration call with drms's timeout
+        if not isinstance(getattr(client, "_json", None), HttpJsonClient):
+            msg = f"drms {drms.__version__} has no HttpJsonClient at Client._json; heliowatch cannot set its timeout"
+            raise SourceUnavailable(msg)
+        client._json = _TimedJsonClient(cfg, self.timeout_s)
+        if self._email:
+            client.email = self._email  # the registration check, now with our timeout
+        return client
+
     def _count(self, endpoint: str, outcome: str) -> None:
-        if self.metrics is not None:
-            self.metrics.jsoc_requests.labels(endpoint, outcome).inc()
+        if self.observer is not None:
+            self.observer.jsoc_request(endpoint, outcome)
 
     def _call(self, endpoint: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` with retries; raise :class:`SourceUnavailable` when they are spent."""
-        import socket  # noqa: PLC0415
-
-        from drms.exceptions import DrmsError  # noqa: PLC0415
-
         last: BaseException | None = None
         for attempt in range(self.retry.retries + 1):
             if attempt:
-                if self.metrics is not None:
-                    self.metrics.jsoc_retries.labels(endpoint).inc()
+                if self.observer is not None:
+                    self.observer.jsoc_retry(endpoint)
                 d = self.retry.delay(attempt)
                 log.warning("jsoc_retry", endpoint=endpoint, attempt=attempt, delay_s=round(d, 2), error=str(last)[:200])
                 self.retry.sleep(d)
-            old = socket.getdefaulttimeout()
-            socket.setdefaulttimeout(self.timeout_s)  # drms reads the default timeout (A1.1)
             try:
                 out = fn()
             except ValueError as e:
@@ -209,8 +253,6 @@ class JsocClient:
                     e.close()  # drms leaves the error response's socket open
                 self._count(endpoint, _error_outcome(e))
                 continue
-            finally:
-                socket.setdefaulttimeout(old)
             self._count(endpoint, "ok")
             return out
         msg = f"JSOC {endpoint} failed after {self.retry.retries + 1} attempt(s): {last}"
@@ -304,8 +346,11 @@ class JsocClient:
 
         return self._call("export", run)
 
-    def download(self, url: str, dest: Path, *, series: str = "") -> FitsFrame:
-        """Download one file to ``dest`` through ``dest.part``, verify it, then rename.
+    def download(self, url: str, dest: Path, *, max_pixels: int | None = None) -> Download:
+        """Download one file to ``dest`` through ``dest.part``, verify and read it, then rename.
+
+        The SHA-256 is computed while the bytes stream in; the FITS is read once for its
+        verification and that read is what is returned, so no later stage opens the file again.
 
         Raises
         ------
@@ -317,8 +362,10 @@ class JsocClient:
         """
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
+        digest: dict[str, Any] = {}
 
         def fetch() -> None:
+            h = hashlib.sha256()
             req = urllib.request.Request(url, headers={"User-Agent": "heliowatch"})
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 length = resp.headers.get("Content-Length")
@@ -332,27 +379,24 @@ class JsocClient:
                         if got > self.max_file_bytes:
                             msg = f"{url}: larger than the {self.max_file_bytes / 1e6:.0f} MB limit"
                             raise DataRejected(msg, "size")
+                        h.update(chunk)
                         f.write(chunk)
                     f.flush()
                     os.fsync(f.fileno())
                 if length is not None and got != int(length):
                     msg = f"{url}: got {got} of {length} bytes"
                     raise DataRejected(msg, "truncated")
+            digest.update(size=got, sha256=h.hexdigest())
 
         try:
             self._call("download", fetch)
-            frame = read_fits(part)
+            frame = read_fits(part) if max_pixels is None else read_fits(part, max_pixels=max_pixels)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
         os.replace(part, dest)
         frame.path = dest
-        return frame
-
-    @staticmethod
-    def file_digest(path: Path) -> tuple[int, str]:
-        """Size and SHA-256 of an ingested file."""
-        return path.stat().st_size, sha256_file(path)
+        return Download(frame=frame, size=int(digest["size"]), sha256=str(digest["sha256"]))
 
 
 def _int_or_none(v: Any) -> int | None:

@@ -1,19 +1,20 @@
 """Quicklook PNGs of full-disk magnetograms (north up, a colour bar in Gauss).
 
-The region pipeline draws its boxes and classes on top of the same rendering.
+The region product draws its boxes and classes on top of the same rendering. Drawn on a
+``Figure`` with its own Agg canvas (never pyplot), so job threads can draw at once.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from heliowatch.models.core.figures import new_figure, png_bytes
+from heliowatch.models.core.image import Image
 from heliowatch.models.measures import bin_mean
-from heliowatch.pipelines.ingest import load_frame
 
-__all__ = ["greek", "north_up", "render_magnetogram"]
+__all__ = ["greek", "north_up", "quicklook_png"]
 
 
 def north_up(data: np.ndarray, crota2: float) -> np.ndarray:
@@ -22,25 +23,20 @@ def north_up(data: np.ndarray, crota2: float) -> np.ndarray:
     return np.rot90(data, k=k) if k else data
 
 
-def render_magnetogram(path: Path, out_png: Path, *, max_side: int = 1024, regions: Any = None, frame: Any = None) -> Path:
-    """Render a magnetogram north up, binned by an integer factor to <= ``max_side``.
+def quicklook_png(image: Image, *, max_side: int = 1024, regions: Any = None, frame: Any = None) -> bytes:
+    """PNG of a magnetogram north up, binned by an integer factor to <= ``max_side``.
 
     With ``regions`` (and the preprocessed ``frame`` they were found on) each region is boxed
     (red when delta-class) and labelled with its id, NOAA number when matched, Mt. Wilson class
     in Greek with its probability, and the detection confidence. Labels are moved off one another.
     """
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    # The preprocessed frame already holds the file's pixels: no second read and decompression.
-    fits_frame = frame.source if frame is not None and frame.source is not None else load_frame(path)
+    fits_frame = image
     d = north_up(fits_frame.data.astype(np.float32), float(fits_frame.keyword("CROTA2", 0.0) or 0.0))
     f = max(1, int(np.ceil(max(d.shape) / max_side)))
     if f > 1:
         d = bin_mean(d, f, ignore_nan=True)
-    fig, ax = plt.subplots(figsize=(7, 6.4), dpi=100)
+    fig = new_figure((7, 6.4), dpi=100)
+    ax = fig.subplots()
     im = ax.imshow(d, cmap="gray", vmin=-1000, vmax=1000, origin="lower", interpolation="nearest")
     title = f"{fits_frame.keyword('TELESCOP', 'SDO/HMI')} LOS magnetogram {fits_frame.keyword('T_REC', '')} (north up)"
     ax.set_title(title, fontsize=9)
@@ -49,12 +45,7 @@ def render_magnetogram(path: Path, out_png: Path, *, max_side: int = 1024, regio
     if regions and frame is not None:
         _annotate(fig, ax, regions, frame, f)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="B_LOS (G)")
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(out_png.name + ".tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(out_png)
-    return out_png
+    return png_bytes(fig, bbox_inches="tight")
 
 
 _GREEK = {"alpha": "\u03b1", "beta": "\u03b2", "gamma": "\u03b3", "delta": "\u03b4"}
@@ -68,7 +59,8 @@ def greek(mtwilson: str) -> str:
 def _annotate(fig: Any, ax: Any, regions: Any, frame: Any, f: int) -> None:
     """Boxes and labels of the regions (boxes from ``bbox_px``, north up); labels avoid boxes,
     each other and the image edge."""
-    from matplotlib.patches import Rectangle  # noqa: PLC0415
+    # matplotlib is an optional heavy import: loaded only when drawing.
+    from matplotlib.patches import Rectangle  # noqa: PLC0415  (matplotlib: heavy, loaded only when drawing)
 
     ny, nx = frame.shape_file
     renderer = fig.canvas.get_renderer()

@@ -30,50 +30,21 @@ from typing import Any
 
 import numpy as np
 
-from heliowatch.daemon.errors import UsageError
+from heliowatch.models.core.errors import UsageError
+from heliowatch.models.regions.classify import classify_regions
+from heliowatch.models.regions.detect import detect
+from heliowatch.models.skill import average_precision
+from heliowatch.models.synthetic.fitsout import write_fits
+from heliowatch.models.synthetic.magnetogram import random_regions, synth_magnetogram
 from heliowatch.models.synthetic.regions import SYNTH_CLASSES
+from heliowatch.models.synthetic.semireal import load_patch, semireal_magnetogram
+from heliowatch.pipelines.quicklook import quicklook_png
+from heliowatch.pipelines.regions import classify_cutout, preprocess
+from heliowatch.pipelines.srs import SRSArchive
 
-__all__ = ["average_precision", "check_data_root", "evaluate_regions", "format_report", "iou", "match_truth", "save_report"]
+__all__ = ["check_data_root", "evaluate_regions", "format_report", "match_truth", "save_report"]
 
 Progress = Callable[[int, int, str], None]
-
-
-def iou(a: list[int], b: list[int]) -> float:
-    """Intersection over union of two half-open ``[x0, y0, x1, y1]`` boxes."""
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def average_precision(
-    dets: list[tuple[int, float, list[int]]], truths: dict[int, list[list[int]]], *, iou_min: float = 0.5
-) -> float:
-    """VOC-style AP (all-point interpolation) of detections ``(frame, confidence, box)``."""
-    n_true = sum(len(v) for v in truths.values())
-    if n_true == 0:
-        return float("nan")
-    used: dict[int, set[int]] = {k: set() for k in truths}
-    tp = []
-    for f, _c, box in sorted(dets, key=lambda d: -d[1]):
-        best, best_iou = None, iou_min
-        for j, tb in enumerate(truths.get(f, [])):
-            v = iou(box, tb)
-            if j not in used.setdefault(f, set()) and v >= best_iou:
-                best, best_iou = j, v
-        if best is not None:
-            used[f].add(best)
-        tp.append(best is not None)
-    if not tp:
-        return 0.0
-    hits = np.cumsum(tp)
-    recall = hits / n_true
-    precision = hits / np.arange(1, len(tp) + 1)
-    # Precision envelope, then the area under the step curve.
-    env = np.maximum.accumulate(precision[::-1])[::-1]
-    r_prev = np.concatenate([[0.0], recall[:-1]])
-    return float(np.sum((recall - r_prev) * env))
 
 
 def match_truth(truth: list[dict[str, Any]], regions: list[Any], *, max_deg: float = 5.0) -> list[tuple[int, int]]:
@@ -154,8 +125,6 @@ def _classifiers(cnn: Any) -> dict[str, Any]:
 
 
 def _run_frame(path: Path, detectors: dict[str, Callable[[Any], list[Any]]]) -> tuple[Any, dict[str, list[Any]]]:
-    from heliowatch.pipelines.regions import preprocess  # noqa: PLC0415
-
     frame = preprocess(path)
     return frame, {name: fn(frame) for name, fn in detectors.items()}
 
@@ -169,9 +138,6 @@ def _evaluate_frames(
     label: str,
     example: Path | None = None,
 ) -> dict[str, Any]:
-    from heliowatch.models.synthetic.fitsout import write_fits  # noqa: PLC0415
-    from heliowatch.pipelines.regions import classify_regions  # noqa: PLC0415
-
     clfs = _classifiers(cnn)
     tally = _Tally(list(detectors), list(clfs))
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,10 +163,9 @@ def _evaluate_frames(
                     row = {"frame": i, "truth": tr["mtwilson"], "hgs_lat": tr["hgs_lat"], "hgs_lon": tr["hgs_lon"]}
                     tally.rows.append({**row, **{c: p[rj] for c, p in preds.items()}})
                 if example is not None and i == 0:
-                    from heliowatch.pipelines.quicklook import render_magnetogram  # noqa: PLC0415
-
                     classify_regions(frame, regions)
-                    render_magnetogram(path, example, regions=regions, frame=frame)
+                    example.parent.mkdir(parents=True, exist_ok=True)
+                    example.write_bytes(quicklook_png(frame.source, regions=regions, frame=frame))
             if progress:
                 progress(i + 1, n, label)
     d0 = tally.det[next(iter(detectors))]
@@ -208,8 +173,6 @@ def _evaluate_frames(
 
 
 def _sharp_vs_srs(data: Path, srs: Any, cnn: Any) -> dict[str, Any]:
-    from heliowatch.pipelines.regions import classify_cutout  # noqa: PLC0415
-
     rows = []
     for br in sorted((data / "sharp-cutouts").glob("*/*.Br.fits")):
         res = {name: classify_cutout(br, cnn=model) for name, model in _classifiers(cnn).items()}
@@ -289,12 +252,6 @@ def evaluate_regions(
     UsageError
         When ``data`` lacks ``sharp-cutouts/`` or ``noaa-srs/``.
     """
-    from heliowatch.models.synthetic.cli import random_regions  # noqa: PLC0415
-    from heliowatch.models.synthetic.magnetogram import synth_magnetogram  # noqa: PLC0415
-    from heliowatch.models.synthetic.semireal import load_patch, semireal_magnetogram  # noqa: PLC0415
-    from heliowatch.pipelines.regions import detect  # noqa: PLC0415
-    from heliowatch.pipelines.srs import SRSArchive  # noqa: PLC0415
-
     check_data_root(data)
     dets = detectors or {"smart": detect}
     srs = SRSArchive(data / "noaa-srs")

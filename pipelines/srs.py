@@ -23,13 +23,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tarfile
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from heliowatch.daemon.errors import DataRejected
+from heliowatch.models.regions.tracking import match_position
+from heliowatch.pipelines import swpc
+from heliowatch.pipelines.errors import DataRejected
 
 __all__ = ["SRSArchive", "SRSFeed", "SRSRegion", "SRSReport", "fetch_latest", "match_noaa", "normalise_magtype", "parse_srs"]
 
@@ -274,8 +275,6 @@ def match_noaa(lat: float, lon: float, t_utc: str, report: SRSReport, *, max_deg
     Only spotted regions are considered: a detection of a magnetic region without spots is
     not an SRS section-I region, and plage locations are coarse.
     """
-    from heliowatch.pipelines.regions import match_position  # noqa: PLC0415
-
     valid = report.valid.isoformat().replace("+00:00", "Z")
     cands: list[dict[str, Any]] = [
         {"hgs_lat": r.lat, "hgs_lon": r.lon, "t_rec_utc": valid, "region": r} for r in report.regions if r.spotted
@@ -290,8 +289,7 @@ def fetch_latest(url: str, dest_dir: Path, *, timeout_s: float = 30.0) -> Path:
     The text is parsed before it is stored, so a truncated or wrong download never replaces a
     good report; the file is written to ``.part`` and renamed.
     """
-    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-        raw = resp.read(_MAX_BYTES + 1)
+    raw = swpc.fetch(url, timeout_s=timeout_s, max_bytes=_MAX_BYTES)
     rep = parse_srs(_decode(raw, url), url)
     dest_dir.mkdir(parents=True, exist_ok=True)
     out = dest_dir / f"{rep.issued:%Y%m%d}SRS.txt"
@@ -322,7 +320,7 @@ class SRSFeed:
 
         Raises
         ------
-        OSError, DataRejected
+        FeedError, DataRejected
             When the feed is unreachable or returns something that is not an SRS.
         """
         if self.url is None or (self._fetched_at is not None and now_s - self._fetched_at < self.refresh_s):

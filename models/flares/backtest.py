@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
 
 from heliowatch.models import skill
 from heliowatch.models.flares.climatology import RegionClimatology, load_region_days, region_pairs
-from heliowatch.pipelines.events import event_days, load_events
+from heliowatch.models.flares.events import event_days, load_events
 
 __all__ = ["PUBLISHED", "BacktestResult", "run_backtest"]
 
@@ -75,8 +76,6 @@ def _activity(events: pd.DataFrame, days: pd.DatetimeIndex, flux: float) -> np.n
 
 def _fit_limb(prod_term: np.ndarray, act: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Maximum-likelihood (a, b) of p_limb = sigmoid(a + b log1p(activity))."""
-    from scipy.optimize import minimize  # noqa: PLC0415
-
     z = np.log1p(act)
 
     def nll(w: np.ndarray) -> float:

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
 
-from heliowatch.daemon.errors import UsageError
+from heliowatch.models.core.errors import UsageError
 
 __all__ = ["MTW", "RegionClimatology", "load_region_days", "region_pairs"]
 
@@ -108,8 +109,6 @@ class RegionClimatology:
     @classmethod
     def fit(cls, pairs: pd.DataFrame, level: str, *, cutoff: pd.Timestamp) -> RegionClimatology:
         """Fit on forecast days up to ``cutoff`` (inclusive)."""
-        from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-
         tr = pairs[pairs["forecast_day"] <= cutoff]
         lvl = _LEVELS[level]
         m = cls(level=level, cutoff=str(cutoff.date()))

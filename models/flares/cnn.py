@@ -29,21 +29,48 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
+from astropy.io import fits
 
-from heliowatch.daemon.errors import UsageError
-from heliowatch.daemon.logs import get_logger
+from heliowatch.models import measures, registry, skill
+from heliowatch.models.core.errors import UsageError
+from heliowatch.models.core.figures import new_figure, png_bytes
+from heliowatch.models.flares.features import FeatureModel
 from heliowatch.models.measures import bin_mean
+from heliowatch.models.synthetic.fitsout import write_fits
+from heliowatch.models.synthetic.regions import SYNTH_CLASSES
+from heliowatch.models.synthetic.sharp import synth_sharp
 
-__all__ = ["build_dataset", "occlusion_map", "prepare_patch", "save_occlusion_png", "synth_dataset", "train_cnn"]
+__all__ = [
+    "CANVAS",
+    "occlusion_map",
+    "occlusion_png",
+    "pad_to_canvas",
+    "prepare_patch",
+    "synth_dataset",
+    "train_cnn",
+    "write_labels",
+]
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 CANVAS = (256, 512)
+
+
+def pad_to_canvas(patch: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Centre ``patch`` in a zero canvas of ``shape``, cropping the centre if it is larger.
+
+    Padding, not resizing: the seed paper traced CNN artefacts to resized patches.
+    """
+    out = np.zeros(shape, np.float32)
+    h, w = min(patch.shape[0], shape[0]), min(patch.shape[1], shape[1])
+    py, px = (patch.shape[0] - h) // 2, (patch.shape[1] - w) // 2
+    oy, ox = (shape[0] - h) // 2, (shape[1] - w) // 2
+    out[oy : oy + h, ox : ox + w] = np.nan_to_num(patch[py : py + h, px : px + w])
+    return out
 
 
 def prepare_patch(los_gauss: np.ndarray, *, cdelt_deg: float = 0.03, lat: float | None = None) -> np.ndarray:
     """A SHARP LOS patch as the CNNs' input canvas (kG, 0.06 deg/px, north-south normalised)."""
-    from heliowatch.models.runtime.inputs import pad_to_canvas  # noqa: PLC0415
-
     factor = max(1, round(0.06 / cdelt_deg))
     d = np.nan_to_num(np.asarray(los_gauss, dtype=np.float64))
     if factor > 1:
@@ -83,14 +110,10 @@ def occlusion_map(predict: Any, canvas: np.ndarray, *, size: int = 16, stride: i
     return p0, sens / scale if scale > 0 else sens
 
 
-def save_occlusion_png(canvas: np.ndarray, sens: np.ndarray, path: Path, *, title: str) -> Path:
-    """The patch with the normalised sensitivity contoured over it."""
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), dpi=110)
+def occlusion_png(canvas: np.ndarray, sens: np.ndarray, *, title: str) -> bytes:
+    """PNG of the patch with the normalised sensitivity contoured over it."""
+    fig = new_figure((11, 3.2), dpi=110)
+    axes = fig.subplots(1, 2)
     axes[0].imshow(canvas * 1000, cmap="gray", vmin=-1500, vmax=1500, origin="lower")
     axes[0].set_title("LOS field (G), 0.06 deg/px, N-S normalised", fontsize=8)
     im = axes[1].imshow(sens, cmap="RdBu_r", vmin=-1, vmax=1, origin="lower")
@@ -101,13 +124,10 @@ def save_occlusion_png(canvas: np.ndarray, sens: np.ndarray, path: Path, *, titl
         ax.set_yticks([])
     fig.colorbar(im, ax=axes[1], fraction=0.025)
     fig.suptitle(title, fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return png_bytes(fig, bbox_inches="tight")
 
 
-def _write_labels(out: Path, rows: list[dict[str, Any]]) -> Path:
+def write_labels(out: Path, rows: list[dict[str, Any]]) -> Path:
     p = out / "labels.csv"
     with open(p, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["file", "harpnum", "noaa_ar", "t_rec_utc", "lat", "label", "synthetic"])
@@ -116,65 +136,9 @@ def _write_labels(out: Path, rows: list[dict[str, Any]]) -> Path:
     return p
 
 
-def build_dataset(
-    client: Any, series: str, start: str, end: str, events: Any, out: Path, *, segment: str = "magnetogram"
-) -> Path:
-    """Build a labelled set from the JSOC: SHARP patches in [start, end] and GOES events.
-
-    A record is positive when an M/X flare attributed to its NOAA region starts within 24 h
-    after its T_REC. Records without a NOAA number cannot be labelled and are skipped.
-    """
-    import pandas as pd  # noqa: PLC0415
-
-    from heliowatch.pipelines.fitsio import utc_to_tai_string  # noqa: PLC0415
-
-    out.mkdir(parents=True, exist_ok=True)
-    ds = f"{series}[][{utc_to_tai_string(start)}-{utc_to_tai_string(end)}]"
-    recs = client.query(ds, ["T_REC", "HARPNUM", "NOAA_AR", "LAT_FWT", "QUALITY"])
-    rows = []
-    for rec in recs:
-        noaa = rec.keywords.get("NOAA_AR")
-        if not noaa or rec.quality:
-            continue
-        pairs = client.export_urls(f"{rec.name}{{{segment}}}")
-        if not pairs:
-            continue
-        fname = f"{series}.{rec.harpnum}.{rec.t_rec.replace('.', '').replace(':', '')}.{segment}.fits"
-        client.download(pairs[0][1], out / fname)
-        t = pd.Timestamp(rec.t_rec_utc[:19])
-        e = events
-        pos = bool(
-            (
-                (e["noaa_ar"] == int(noaa)) & (e["start"] >= t) & (e["start"] < t + pd.Timedelta(hours=24)) & (e["flux"] >= 1e-5)
-            ).any()
-        )
-        rows.append(
-            {
-                "file": fname,
-                "harpnum": rec.harpnum,
-                "noaa_ar": int(noaa),
-                "t_rec_utc": rec.t_rec_utc,
-                "lat": rec.keywords.get("LAT_FWT"),
-                "label": int(pos),
-                "synthetic": 0,
-            }
-        )
-    if not rows:
-        msg = f"no labelled SHARP records in {ds}"
-        raise UsageError(msg)
-    return _write_labels(out, rows)
-
-
 def synth_dataset(n: int, out: Path, *, seed: int = 0, progress: Any = None) -> Path:
     """``n`` synthetic SHARP patches labelled by the real-data keyword model (a teacher)."""
-    from heliowatch.models import measures  # noqa: PLC0415
-    from heliowatch.models.flares.features import FeatureModel  # noqa: PLC0415
-    from heliowatch.models.registry import weights_dir  # noqa: PLC0415
-    from heliowatch.models.synthetic.fitsout import write_fits  # noqa: PLC0415
-    from heliowatch.models.synthetic.regions import SYNTH_CLASSES  # noqa: PLC0415
-    from heliowatch.models.synthetic.sharp import synth_sharp  # noqa: PLC0415
-
-    teacher, _ = FeatureModel.load(weights_dir() / "flare-sharp-logistic")
+    teacher, _ = FeatureModel.load(registry.weights_dir() / "flare-sharp-logistic")
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -220,19 +184,24 @@ def synth_dataset(n: int, out: Path, *, seed: int = 0, progress: Any = None) -> 
         " flare-sharp-logistic model on each patch's LOS keywords"
     )
     (out / "README.json").write_text(json.dumps({"synthetic": True, "description": desc, "n": n, "seed": seed}))
-    return _write_labels(out, rows)
+    return write_labels(out, rows)
+
+
+def _read_patch(path: Path) -> np.ndarray:
+    """The image of a data-set patch (a FITS file this project wrote: trusted)."""
+    with fits.open(path) as hdul:
+        hdu = next(h for h in hdul if h.header.get("NAXIS", 0) or h.header.get("ZNAXIS", 0))
+        return np.asarray(hdu.data, dtype=np.float64)
 
 
 def _load_set(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    from heliowatch.pipelines.fitsio import read_fits  # noqa: PLC0415
-
     lab = data / "labels.csv"
     if not lab.exists():
         msg = f"{data} is not a flare CNN data set (labels.csv missing; build one with build_dataset or synth_dataset)"
         raise UsageError(msg)
     with open(lab, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    x = np.stack([prepare_patch(read_fits(data / r["file"]).data, lat=float(r["lat"]) if r["lat"] else None) for r in rows])
+    x = np.stack([prepare_patch(_read_patch(data / r["file"]), lat=float(r["lat"]) if r["lat"] else None) for r in rows])
     y = np.array([int(r["label"]) for r in rows], np.float32)
     groups = np.array([int(r["harpnum"]) for r in rows])
     return x[:, None].astype(np.float32), y, groups, any(r["synthetic"] == "1" for r in rows)
@@ -244,9 +213,7 @@ def train_cnn(name: str, data: Path, out: Path, *, epochs: int = 8, until: str |
     20 % of the regions (by HARP) are held out for the card's skill; positives are weighted by
     the class ratio (as in the seed paper) in the binary cross-entropy.
     """
-    import torch  # noqa: PLC0415
-
-    from heliowatch.models import registry, skill  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (optional heavy backend: only when training)
 
     x, y, groups, synthetic = _load_set(Path(data))
     rng = np.random.default_rng(seed)
@@ -290,7 +257,7 @@ def train_cnn(name: str, data: Path, out: Path, *, epochs: int = 8, until: str |
             "positives": int(y.sum()),
         },
         "operational": not synthetic,
-        "skill": {"held_out_regions": len(test_h), **(sc or {"note": "held-out set has one class only"})},
+        "skill": {"held_out_regions": len(test_h), **(sc if sc is not None else {"note": "held-out set has one class only"})},
         "known_limits": (
             [
                 "trained on synthetic patches with labels from the SHARP-keyword model: shows what a CNN can read from"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from heliowatch.daemon.errors import UsageError
+from heliowatch.models.core.errors import UsageError
 
 __all__ = ["FEATURES", "add_history", "load_sharp_dataset"]
 

@@ -21,8 +21,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from safetensors.numpy import load_file, save_file
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 
-from heliowatch.daemon.errors import ModelError
+from heliowatch.models.core.errors import ModelError
 from heliowatch.models.flares.dataset import FEATURES
 
 __all__ = ["FeatureModel", "TreeEnsemble", "contributions", "transform"]
@@ -87,15 +91,11 @@ class TreeEnsemble:
 
     def save(self, path: Path) -> None:
         """Write the node arrays as safetensors."""
-        from safetensors.numpy import save_file  # noqa: PLC0415
-
         save_file({**self.nodes, "offsets": self.offsets, "baseline": np.array([self.baseline])}, str(path))
 
     @classmethod
     def load(cls, path: Path) -> TreeEnsemble:
         """Read node arrays written by :meth:`save`."""
-        from safetensors.numpy import load_file  # noqa: PLC0415
-
         d = load_file(str(path))
         return cls({f: d[f] for f in _NODE_FIELDS}, d["offsets"], float(d["baseline"][0]))
 
@@ -117,9 +117,6 @@ class FeatureModel:
     # -- training ---------------------------------------------------------------------------
     @staticmethod
     def _base(kind: str) -> Any:
-        from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415
-        from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-
         if kind == "logistic":
             return LogisticRegression(C=1.0, max_iter=2000)
         return HistGradientBoostingClassifier(
@@ -129,8 +126,6 @@ class FeatureModel:
     @classmethod
     def fit(cls, kind: str, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> FeatureModel:
         """Fit the base model and its isotonic calibration (out-of-fold, grouped)."""
-        from sklearn.isotonic import IsotonicRegression  # noqa: PLC0415
-
         if kind not in KINDS:
             msg = f"unknown feature model {kind!r}; choose from {KINDS}"
             raise ModelError(msg)

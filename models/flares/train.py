@@ -18,10 +18,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
 
 from heliowatch.models import skill
+from heliowatch.models.flares.backtest import _activity, _disk_products, _fit_limb
 from heliowatch.models.flares.climatology import RegionClimatology, load_region_days, region_pairs
 from heliowatch.models.flares.dataset import FEATURES, load_sharp_dataset
+from heliowatch.models.flares.events import event_days, load_events
 from heliowatch.models.flares.features import FeatureModel, transform
 
 __all__ = ["FEATURE_MODELS", "train_climatology", "train_feature_models"]
@@ -104,11 +107,6 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def train_climatology(hayes_dir: Path, event_files: list[Path], out: Path, *, cutoff: str = "2018-12-31") -> Path:
     """Fit the region climatology (C and M), the limb term and the level relations; write JSON."""
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-
-    from heliowatch.models.flares.backtest import _activity, _disk_products, _fit_limb  # noqa: PLC0415
-    from heliowatch.pipelines.events import event_days, load_events  # noqa: PLC0415
-
     pairs = region_pairs(load_region_days(hayes_dir))
     cut = pd.Timestamp(cutoff)
     events = load_events(event_files)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from heliowatch.models import registry
-from heliowatch.models.runtime.inputs import random_inputs, real_inputs
+from heliowatch.models.runtime.inputs import random_inputs
 from heliowatch.models.runtime.runtime import Runtime
 
 __all__ = ["TOLERANCE", "ParityResult", "check_model"]
@@ -41,10 +41,10 @@ class ParityResult:
         return self.max_rel <= self.tolerance
 
 
-def _reference(name: str, x: np.ndarray) -> np.ndarray:
-    import torch  # noqa: PLC0415
+def _reference(name: str, x: np.ndarray, root: Path | None) -> np.ndarray:
+    import torch  # noqa: PLC0415  (optional heavy backend)
 
-    m = registry.load_torch(name, dtype=torch.float64)
+    m = registry.load_torch(name, root=root, dtype=torch.float64)
     with torch.inference_mode():
         return m(torch.from_numpy(x.astype(np.float64))).numpy()
 
@@ -57,15 +57,23 @@ def _errors(y: np.ndarray, ref: np.ndarray, floor: float = 1e-3) -> tuple[float,
     return float(diff.max()), float(rel.max())
 
 
-def check_model(name: str, export_dir: Path, backends: list[str], *, batch: int = 3) -> list[ParityResult]:
-    """Compare each backend in ``backends`` with float64 torch on random and real inputs."""
+def check_model(
+    name: str,
+    export_dir: Path,
+    backends: list[str],
+    *,
+    real: tuple[np.ndarray, str],
+    batch: int = 3,
+    weights_root: Path | None = None,
+) -> list[ParityResult]:
+    """Compare each backend in ``backends`` with float64 torch on random inputs and ``real = (input, description)``."""
     floor = float(registry.get(name).extra.get("parity_floor", 1e-3))
-    real, desc = real_inputs(name)
-    sets = [("random", random_inputs(name, batch, seed=1)), ("real", real)]
-    refs = [(label, x, _reference(name, x)) for label, x in sets]
+    real_x, desc = real
+    sets = [("random", random_inputs(name, batch, seed=1)), ("real", real_x)]
+    refs = [(label, x, _reference(name, x, weights_root)) for label, x in sets]
     out = []
     for b in backends:
-        rt = Runtime(name, export_dir=export_dir, backend=b, only=True)
+        rt = Runtime(name, export_dir=export_dir, backend=b, only=True, weights_root=weights_root)
         for label, x, ref in refs:
             a, r = _errors(rt.predict(x), ref, floor)
             out.append(

@@ -10,7 +10,6 @@ caught before it answers.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import warnings
@@ -18,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from heliowatch.daemon.errors import ModelError
+import onnx
+
 from heliowatch.models import registry
+from heliowatch.models.core.errors import ModelError
+from heliowatch.models.core.times import SystemClock, iso_utc
 
 __all__ = ["ExportRecord", "export_model", "load_export", "onnx_path"]
 
@@ -58,9 +60,9 @@ def export_model(name: str, export_dir: Path, *, weights_root: Path | None = Non
     ModelError
         If export or the ONNX checker fails (the message names the model).
     """
-    import onnx  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-    from torch.export import Dim  # noqa: PLC0415
+    # torch is an optional heavy backend: imported only when a model is exported.
+    import torch  # noqa: PLC0415  (torch: optional heavy backend)
+    from torch.export import Dim  # noqa: PLC0415  (torch: optional heavy backend)
 
     spec = registry.get(name)
     module = registry.load_torch(name, root=weights_root)
@@ -104,7 +106,7 @@ def export_model(name: str, export_dir: Path, *, weights_root: Path | None = Non
         "opset": max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")),
         "inputs": inputs,
         "outputs": outputs,
-        "exported_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "exported_utc": iso_utc(SystemClock().now()),
         "torch": torch.__version__,
         "onnx": onnx.__version__,
     }
@@ -112,7 +114,7 @@ def export_model(name: str, export_dir: Path, *, weights_root: Path | None = Non
     return ExportRecord(name, spec.version, path, card["onnx"]["sha256"], inputs[0][0], outputs[0][0], card)
 
 
-def load_export(name: str, export_dir: Path, *, verify: bool = True) -> ExportRecord:
+def load_export(name: str, export_dir: Path, *, verify: bool = True, weights_root: Path | None = None) -> ExportRecord:
     """The export record of ``name``, with the ONNX file's hash verified against it.
 
     Raises
@@ -136,7 +138,7 @@ def load_export(name: str, export_dir: Path, *, verify: bool = True) -> ExportRe
                 f"(sha256 {digest[:12]}... != {info['sha256'][:12]}...); re-export with `heliowatch models export`"
             )
             raise ModelError(msg)
-    weights_sha = registry.load_card(name)["weights"]["sha256"]
+    weights_sha = registry.load_card(name, root=weights_root)["weights"]["sha256"]
     if card["weights"]["sha256"] != weights_sha:
         msg = f"model {name}: {path.name} was exported from other weights; re-export with `heliowatch models export`"
         raise ModelError(msg)

@@ -11,7 +11,7 @@ __all__ = ["OrtBackend", "cuda_available"]
 
 def cuda_available() -> bool:
     """Whether this onnxruntime build has the CUDA execution provider."""
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort  # noqa: PLC0415  (onnxruntime: optional heavy backend)
 
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
@@ -30,7 +30,7 @@ class OrtBackend:
     """
 
     def __init__(self, record: ExportRecord, *, cuda: bool = False, threads: int = 0) -> None:
-        import onnxruntime as ort  # noqa: PLC0415
+        import onnxruntime as ort  # noqa: PLC0415  (onnxruntime: optional heavy backend)
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

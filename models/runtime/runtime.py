@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
 
-from heliowatch.daemon.errors import ModelError
-from heliowatch.daemon.logs import get_logger
 from heliowatch.models import registry
-from heliowatch.models.runtime.base import Backend
+from heliowatch.models.core.errors import ModelError
+from heliowatch.models.runtime import tensorrt as trt_mod
+from heliowatch.models.runtime.base import Backend, RuntimeObserver, RuntimeOptions
 from heliowatch.models.runtime.export import ExportRecord, export_model, load_export
 
-__all__ = ["BACKENDS", "Runtime", "available_backends"]
+__all__ = ["BACKENDS", "Runtime", "available_backends", "open_runtime"]
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 #: In order of preference.
 BACKENDS = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "torch-cuda", "torch-cpu")
@@ -37,19 +38,18 @@ ALIASES = {"onnxruntime": "onnxruntime-cpu", "torch": "torch-cpu", "auto": "auto
 def available_backends() -> list[str]:
     """Backends whose libraries (and device) are present here."""
     out = []
-    from heliowatch.models.runtime import tensorrt as trt_mod  # noqa: PLC0415
-
     if trt_mod.available():
         out.append("tensorrt")
     try:
-        from heliowatch.models.runtime.onnxrt import cuda_available  # noqa: PLC0415
+        # onnxruntime is an optional heavy backend: imported only when asked about.
+        from heliowatch.models.runtime.onnxrt import cuda_available  # noqa: PLC0415  (imports onnxruntime: optional heavy backend)
 
         if cuda_available():
             out.append("onnxruntime-cuda")
         out.append("onnxruntime-cpu")
     except ImportError:
         pass
-    import torch  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (optional heavy backend)
 
     if torch.cuda.is_available():
         out.append("torch-cuda")
@@ -70,7 +70,8 @@ class Runtime:
         Where TensorRT engines and timing caches live.
     backend : str
         ``auto`` or a backend name to try first.
-    metrics : heliowatch.daemon.metrics.Metrics or None
+    observer : RuntimeObserver or None
+        Told which backend serves the model, which failed, and how long inference takes.
     max_batch : int or None
         Batch limit; default: the top of the model's batch profile.
     torch_compile : bool
@@ -79,6 +80,8 @@ class Runtime:
         Let TensorRT build an FP16 engine where ModelOpt can convert the ONNX.
     only : bool
         Use exactly ``backend`` (no fallback): for parity checks and benchmarks.
+    weights_root : pathlib.Path or None
+        Where the model's weights and card live (default: the shipped weights).
     """
 
     def __init__(
@@ -88,17 +91,19 @@ class Runtime:
         export_dir: Path,
         cache_dir: Path | None = None,
         backend: str = "auto",
-        metrics: Any = None,
+        observer: RuntimeObserver | None = None,
         max_batch: int | None = None,
         torch_compile: bool = False,
         fp16: bool = True,
         only: bool = False,
+        weights_root: Path | None = None,
     ) -> None:
         self.spec = registry.get(name)
-        self.card = registry.load_card(name)
+        self.weights_root = weights_root or registry.weights_dir()
+        self.card = registry.load_card(name, root=self.weights_root)
         self.export_dir = Path(export_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else self.export_dir / "trt"
-        self.metrics = metrics
+        self.observer = observer
         self.torch_compile = torch_compile
         self.fp16 = fp16
         self.max_batch = max_batch or self.spec.dynamic.get(0, ("batch", 1, 1, 1))[3]
@@ -109,36 +114,36 @@ class Runtime:
         order = list(BACKENDS) if wanted == "auto" else [wanted] + ([b for b in BACKENDS if b != wanted] if not only else [])
         self._torch_module: Any = None
         self.backend: Backend = self._select(order)
-        if metrics is not None:
-            metrics.backend_in_use.labels(name, self.backend.name).set(1)
+        if observer is not None:
+            observer.backend_selected(name, self.backend.name)
         log.info("model_backend", model=name, version=self.spec.version, backend=self.backend.name)
 
     # -- selection --------------------------------------------------------------------------
     def _export(self) -> ExportRecord:
         try:
-            return load_export(self.spec.name, self.export_dir)
+            return load_export(self.spec.name, self.export_dir, weights_root=self.weights_root)
         except ModelError as e:
-            log.warning("onnx_reexport", model=self.spec.name, reason=str(e)[:300])
-            return export_model(self.spec.name, self.export_dir)
+            log.info("onnx_export", model=self.spec.name, reason=str(e)[:300])
+            return export_model(self.spec.name, self.export_dir, weights_root=self.weights_root)
 
     def _module(self) -> Any:
         if self._torch_module is None:
-            self._torch_module = registry.load_torch(self.spec.name)
+            self._torch_module = registry.load_torch(self.spec.name, root=self.weights_root)
         return self._torch_module
 
     def _make(self, kind: str) -> Backend:
         if kind == "tensorrt":
-            from heliowatch.models.runtime.tensorrt import TensorRTBackend  # noqa: PLC0415
-
-            return TensorRTBackend(self._export(), self.spec, self.cache_dir, fp16=self.fp16)
+            return trt_mod.TensorRTBackend(self._export(), self.spec, self.cache_dir, fp16=self.fp16)
         if kind.startswith("onnxruntime"):
-            from heliowatch.models.runtime.onnxrt import OrtBackend  # noqa: PLC0415
+            # onnxruntime is an optional heavy backend: imported only when chosen.
+            from heliowatch.models.runtime.onnxrt import OrtBackend  # noqa: PLC0415  (imports onnxruntime: optional heavy backend)
 
             return OrtBackend(self._export(), cuda=kind.endswith("cuda"))
-        from heliowatch.models.runtime.torch_backend import TorchBackend  # noqa: PLC0415
+        # torch is an optional heavy backend: imported only when chosen.
+        from heliowatch.models.runtime.torch_backend import TorchBackend  # noqa: PLC0415  (imports torch: optional heavy backend)
 
         if kind == "torch-cuda":
-            import torch  # noqa: PLC0415
+            import torch  # noqa: PLC0415  (optional heavy backend)
 
             if not torch.cuda.is_available():
                 msg = "no CUDA device for torch"
@@ -152,8 +157,8 @@ class Runtime:
                 return self._make(kind)
             except (ImportError, RuntimeError, OSError, ModelError, ValueError) as e:
                 errors.append(f"{kind}: {type(e).__name__}: {str(e)[:160]}")
-                if self.metrics is not None:
-                    self.metrics.backend_fallbacks.labels(self.spec.name, kind).inc()
+                if self.observer is not None:
+                    self.observer.backend_failed(self.spec.name, kind)
                 log.warning("model_backend_unavailable", model=self.spec.name, backend=kind, error=str(e)[:300])
         msg = f"model {self.spec.name}: no backend could be loaded ({'; '.join(errors)})"
         raise ModelError(msg)
@@ -197,8 +202,24 @@ class Runtime:
             chunk = x[start : start + self.max_batch]
             t0 = time.perf_counter()
             outs.append(self.backend.predict(chunk))
-            if self.metrics is not None:
-                self.metrics.inference_seconds.labels(self.spec.name).observe(time.perf_counter() - t0)
+            if self.observer is not None:
+                self.observer.inference(self.spec.name, time.perf_counter() - t0)
             if on_batch is not None:
                 on_batch(min(start + self.max_batch, n), n)
         return np.concatenate(outs, axis=0) if outs else np.zeros((0,), np.float32)
+
+
+def open_runtime(name: str, options: RuntimeOptions, *, only: bool = False) -> Runtime:
+    """A :class:`Runtime` of ``name`` served as ``options`` say (retrained weights first)."""
+    return Runtime(
+        name,
+        export_dir=options.export_dir,
+        cache_dir=options.cache_dir,
+        backend=options.backend,
+        observer=options.observer,
+        max_batch=options.max_batch or None,
+        torch_compile=options.torch_compile,
+        fp16=options.fp16,
+        only=only,
+        weights_root=registry.resolve_root(name, options.weights_dirs),
+    )

@@ -19,28 +19,29 @@ The :class:`EngineCache` is plain Python, so CI tests the caching rules without 
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
+import structlog
 
-from heliowatch.daemon.logs import get_logger
+from heliowatch.models.core.times import SystemClock, iso_utc
 from heliowatch.models.registry import ModelSpec
 from heliowatch.models.runtime.export import ExportRecord
 
 __all__ = ["EngineCache", "EngineKey", "TensorRTBackend", "available"]
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 def available() -> bool:
     """TensorRT importable and a CUDA device present."""
     try:
         import tensorrt  # noqa: F401, PLC0415
-        import torch  # noqa: PLC0415
+        import torch  # noqa: PLC0415  (torch: optional heavy backend)
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
@@ -102,7 +103,7 @@ class EngineCache:
                 {
                     "key": key.__dict__,
                     "plan_sha256": hashlib.sha256(plan_bytes).hexdigest(),
-                    "built_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "built_utc": iso_utc(SystemClock().now()),
                 },
                 default=list,
                 indent=2,
@@ -126,13 +127,11 @@ def profile_shapes(spec: ModelSpec) -> tuple[tuple[int, ...], tuple[int, ...], t
 def _fp16_onnx(record: ExportRecord) -> Path | None:
     """An FP16 copy of the ONNX (I/O kept FP32) through ModelOpt AutoCast, if installed."""
     try:
-        from modelopt.onnx.autocast import convert_to_mixed_precision  # noqa: PLC0415
+        from modelopt.onnx.autocast import convert_to_mixed_precision  # noqa: PLC0415  (ModelOpt: optional, GPU box only)
     except ImportError:
         return None
     out = record.path.with_name(record.path.stem + ".fp16.onnx")
     if not out.exists():
-        import onnx  # noqa: PLC0415
-
         model = convert_to_mixed_precision(onnx_path=str(record.path), low_precision_type="fp16", keep_io_types=True)
         onnx.save(model, str(out))
     return out
@@ -146,8 +145,8 @@ class TensorRTBackend:
     def __init__(
         self, record: ExportRecord, spec: ModelSpec, cache_dir: Path, *, fp16: bool = True, workspace_gb: float = 4.0
     ) -> None:
-        import tensorrt as trt  # noqa: PLC0415
-        import torch  # noqa: PLC0415
+        import tensorrt as trt  # noqa: PLC0415  (TensorRT: optional backend, absent without a GPU)
+        import torch  # noqa: PLC0415  (torch: optional heavy backend)
 
         if not torch.cuda.is_available():
             msg = "TensorRT needs a CUDA device; none is visible"

@@ -23,7 +23,7 @@ class TorchBackend:
     """
 
     def __init__(self, module: Any, *, device: str = "cpu", compile: bool = False) -> None:
-        import torch  # noqa: PLC0415
+        import torch  # noqa: PLC0415  (torch: optional heavy backend)
 
         self.torch = torch
         self.device = device

@@ -6,6 +6,9 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
+from astropy.time import Time
+from sunpy.coordinates import sun
+
 from heliowatch.models.measures import RSUN_REF_M
 
 __all__ = ["Ephemeris", "ephemeris", "hale_leading_sign", "slot_t_rec"]
@@ -29,9 +32,6 @@ class Ephemeris:
 
 def ephemeris(t: dt.datetime) -> Ephemeris:
     """Observer B0, L0 (Carrington longitude of disk centre) and distance at ``t`` (UTC)."""
-    from astropy.time import Time  # noqa: PLC0415
-    from sunpy.coordinates import sun  # noqa: PLC0415
-
     tt = Time(t.replace(tzinfo=None), scale="utc")
     return Ephemeris(
         time_utc=t,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["write_fits", "write_truth"]
+from heliowatch.models.core.image import ArrayImage
+
+__all__ = ["roundtrip_image", "write_fits", "write_truth"]
 
 
 def write_fits(path: Path, data: np.ndarray, header: fits.Header, *, compress: bool = True) -> Path:
@@ -30,6 +33,15 @@ def write_fits(path: Path, data: np.ndarray, header: fits.Header, *, compress: b
     hdul.writeto(tmp, checksum=True, overwrite=True)
     tmp.replace(path)
     return path
+
+
+def roundtrip_image(data: np.ndarray, header: fits.Header) -> ArrayImage:
+    """The image as the pipelines would see it after a JSOC-like write and read (RICE quantisation included)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_fits(Path(tmp) / "frame.fits", data, header)
+        with fits.open(path) as hdul:
+            hdu = next(h for h in hdul if h.header.get("NAXIS", 0) or h.header.get("ZNAXIS", 0))
+            return ArrayImage(np.asarray(hdu.data), hdu.header.copy())
 
 
 def write_truth(path: Path, truth: dict[str, Any]) -> Path:

@@ -17,13 +17,15 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
+from astropy.time import Time
 from scipy import ndimage
 
+from heliowatch.models.core.times import SystemClock, iso_utc
 from heliowatch.models.measures import disk_geometry
 from heliowatch.models.synthetic.ephemeris import ephemeris, slot_t_rec
 from heliowatch.models.synthetic.regions import SYNTH_CLASSES, local_offsets, make_region, render
 
-__all__ = ["HMI_CDELT_4096", "RegionSpec", "hmi_header", "saturate", "synth_magnetogram", "tai_string"]
+__all__ = ["HMI_CDELT_4096", "RegionSpec", "hmi_header", "random_regions", "saturate", "synth_magnetogram", "tai_string"]
 
 #: HMI's plate scale at full resolution, arcsec/pixel.
 HMI_CDELT_4096 = 0.504365
@@ -46,8 +48,6 @@ def saturate(br: np.ndarray, b_sat: float = 3500.0) -> np.ndarray:
 
 def tai_string(t: dt.datetime) -> str:
     """JSOC TAI string (``2014.01.07_12:00:35_TAI``) of a UTC time."""
-    from astropy.time import Time  # noqa: PLC0415
-
     tai = Time(t.replace(tzinfo=None), scale="utc").tai
     date, clock = tai.isot.split("T")
     return f"{date.replace('-', '.')}_{clock[:8]}_TAI"
@@ -67,7 +67,7 @@ def hmi_header(t_rec: dt.datetime, n: int, *, crota: float, quality: int = 0) ->
     h["T_REC"] = tai_string(t_rec)
     h["T_OBS"] = tai_string(t_rec)
     h["DATE-OBS"] = (t_rec - dt.timedelta(seconds=22.5)).replace(tzinfo=None).isoformat(timespec="milliseconds")
-    h["DATE"] = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+    h["DATE"] = iso_utc(SystemClock().now())[:19]  # when this synthetic frame was made
     h["CAMERA"] = 3
     h["QUALITY"] = quality
     h["QLOOK"] = 1
@@ -166,7 +166,7 @@ def synth_magnetogram(
     geo = disk_geometry((size, size), cdelt_arcsec=cdelt, crpix=((size + 1) / 2,) * 2, dsun_m=eph.dsun_m, b0_deg=eph.b0_deg)
     on = np.isfinite(geo.mu)
     br = np.zeros((size, size), dtype=np.float64)
-    truth_regions = []
+    truth_regions: list[dict[str, Any]] = []
     for i, spec in enumerate(regions):
         reg = make_region(spec.mtwilson, spec.lat, spec.lon, t, np.random.default_rng([seed, i]), size=spec.size)
         ext = reg.extent_deg + 0.5
@@ -233,3 +233,17 @@ def synth_magnetogram(
         "regions": truth_regions,
     }
     return data, header, truth
+
+
+def random_regions(t: dt.datetime, n: int, rng: np.random.Generator) -> list[RegionSpec]:
+    """``n`` regions of random classes at random visible, non-overlapping activity-belt positions."""
+    out: list[RegionSpec] = []
+    tries = 0
+    while len(out) < n and tries < 1000:
+        tries += 1
+        lat = float(rng.choice([-1, 1]) * rng.uniform(5, 30))
+        lon = float(rng.uniform(-65, 65))
+        if any(abs(lat - r.lat) < 14 and abs(lon - r.lon) < 22 for r in out):
+            continue
+        out.append(RegionSpec(str(rng.choice(SYNTH_CLASSES)), round(lat, 1), round(lon, 1), float(rng.uniform(0.7, 1.2))))
+    return out

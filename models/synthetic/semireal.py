@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
+from astropy.wcs import WCS
 from scipy import ndimage
 
 from heliowatch.models import measures
+from heliowatch.models.synthetic.magnetogram import synth_magnetogram
 
 __all__ = ["RealPatch", "load_patch", "semireal_magnetogram"]
 
@@ -122,8 +124,6 @@ def _place(
     v = r @ _vec(lat[iy, ix], lon[iy, ix])
     plat = np.degrees(np.arcsin(np.clip(v[2], -1, 1)))
     plon = np.degrees(np.arctan2(v[1], v[0]))
-    from astropy.wcs import WCS  # noqa: PLC0415
-
     # Only the celestial keys: JSOC writes CUNITn = 'degree', which WCSLIB refuses.
     w = WCS(
         {
@@ -185,8 +185,6 @@ def semireal_magnetogram(
     :func:`~heliowatch.models.synthetic.magnetogram.synth_magnetogram`; truth regions carry
     ``mtwilson`` (the patch's), ``noaa``, ``source`` (the patch file) and ``bbox_px``.
     """
-    from heliowatch.models.synthetic.magnetogram import synth_magnetogram  # noqa: PLC0415
-
     data, hdr, truth = synth_magnetogram(t, [], size=size, seed=seed, crota=0.0)
     geo = measures.disk_geometry(
         data.shape,

@@ -23,6 +23,7 @@ import tomllib
 import warnings
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from astropy.time import Time
 from heliowatch.pipelines.fitsio import header_value
 from heliowatch.pipelines.standin.recordset import KeySelector, RecordSet, RecordSetError
 
-__all__ = ["SERIES_PRIMEKEYS", "Archive", "ArchiveRecord", "ReplayClock"]
+__all__ = ["SERIES_PRIMEKEYS", "Archive", "ArchiveRecord", "ReplayClock", "demo_archive_path"]
 
 #: Primekeys of the series heliowatch uses (drms tests; stack-notes A1.5).
 SERIES_PRIMEKEYS: dict[str, list[str]] = {
@@ -46,6 +47,12 @@ SERIES_PRIMEKEYS: dict[str, list[str]] = {
     "aia.lev1_nrt2": ["T_REC", "FSN"],
     "aia.lev1_euv_12s": ["T_REC", "WAVELNTH"],
 }
+
+
+def demo_archive_path() -> Path:
+    """The archive bundled with heliowatch (real SHARP patches + synthetic frames)."""
+    return Path(str(resources.files("heliowatch.pipelines").joinpath("data/demo_archive")))
+
 
 TIME_KEYS = frozenset({"T_REC", "T_OBS", "DATE", "DATE-OBS", "DATE_OBS", "T_REC_EPOCH", "T_OBS_EPOCH"})
 
@@ -149,6 +156,10 @@ class ReplayClock:
                 return self._frozen
             v = self._virt0 + (time.monotonic() - self._wall0) * self.speed
         return self._virt_to_archive(v)
+
+    def monotonic(self) -> float:
+        """Wall-clock monotonic seconds (intervals between polls are real time, scaled by the caller)."""
+        return time.monotonic()
 
     def freeze_at(self, archive_time: float) -> None:
         """Stop the clock at ``archive_time`` (tests, ``--once``)."""

@@ -17,13 +17,14 @@ import datetime as dt
 import itertools
 import json
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from heliowatch.pipelines.standin.archive import SERIES_PRIMEKEYS, TIME_KEYS, Archive, ArchiveRecord, ReplayClock
 from heliowatch.pipelines.standin.faults import FaultSpec
@@ -241,8 +242,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- CGIs -------------------------------------------------------------------------------
     def _check_address(self, q: dict[str, str]) -> None:
-        from urllib.parse import unquote_plus  # noqa: PLC0415
-
         addr = unquote_plus(q.get("address", ""))
         if "@" not in addr or "." not in addr.split("@")[-1]:
             self._json({"status": -2, "msg": "Invalid email address"})
@@ -250,8 +249,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"status": 2, "msg": "Email address is registered"})
 
     def _show_series(self, q: dict[str, str]) -> None:
-        import re  # noqa: PLC0415
-
         flt = q.get("filter", "")
         names = []
         for name in self.standin.archive.series_names():
@@ -485,7 +482,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _render_filename(fmt: str, rec: ArchiveRecord, segment: str) -> str:
     """Render a JSOC ``filenamefmt`` such as ``hmi.sharp_cea_720s_nrt.{HARPNUM}.{T_REC:A}.{segment}``."""
-    import re  # noqa: PLC0415
 
     def sub(m: re.Match[str]) -> str:
         key, _, spec = m.group(1).partition(":")

@@ -45,7 +45,7 @@ def run_cli(
 
 def test_once_replay_of_tiny_archive(tiny_archive: Path, tmp_path: Path) -> None:
     cfg = cfg_for(tmp_path, HELIOWATCH_REPLAY__ARCHIVE=str(tiny_archive), HELIOWATCH_JSOC__ENABLED_SOURCES='["magnetogram"]')
-    summary = Daemon(cfg, once=True).run()
+    summary = Daemon.from_config(cfg, once=True).run()
     assert summary.ingested == {"hmi.M_720s_nrt": 7}
     assert summary.skipped_quality == {"hmi.M_720s_nrt": 1}
     prom = Path(summary.metrics_file).read_text()
@@ -64,7 +64,7 @@ def test_scheduled_replay_runs_at_speed_and_stops_when_drained(tiny_archive: Pat
         HELIOWATCH_JSOC__ENABLED_SOURCES='["magnetogram"]',
         HELIOWATCH_DAEMON__HEARTBEAT_S="1",
     )
-    d = Daemon(cfg)
+    d = Daemon.from_config(cfg)
     t0 = time.monotonic()
     summary = d.run()
     assert time.monotonic() - t0 < 60
@@ -203,16 +203,21 @@ def test_sdnotify_abstract_socket_and_absent() -> None:
 
 def test_metrics_endpoint_is_on_loopback_and_serves(tiny_archive: Path, tmp_path: Path) -> None:
     from heliowatch.daemon.metrics import Metrics
+    from heliowatch.daemon.statuspage import StatusServer
 
     m = Metrics()
-    port = m.serve("127.0.0.1", 0)
+    srv = StatusServer(m.http_body, dict, host="127.0.0.1", port=0)
     try:
-        m.ingested.labels("hmi.M_720s_nrt").inc(3)
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        m.ingested("hmi.M_720s_nrt", nbytes=10, latency_s=None, t_rec_unix=0.0)
+        m.ingested("hmi.M_720s_nrt", nbytes=10, latency_s=None, t_rec_unix=0.0)
+        m.ingested("hmi.M_720s_nrt", nbytes=10, latency_s=None, t_rec_unix=0.0)
+        resp = urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/metrics", timeout=5)
+        body = resp.read().decode()
         assert 'heliowatch_ingested_records_total{series="hmi.M_720s_nrt"} 3.0' in body
-        assert m._server.server_address[0] == "127.0.0.1"
+        assert resp.headers["Content-Type"].startswith("text/plain; version=")
+        assert srv.httpd.server_address[0] == "127.0.0.1"
     finally:
-        m.shutdown()
+        srv.stop()
 
 
 def test_logs_are_json_with_third_party_loggers_and_no_locals() -> None:
@@ -221,13 +226,13 @@ def test_logs_are_json_with_third_party_loggers_and_no_locals() -> None:
     import drms  # noqa: F401  (its import-time basicConfig must not add a second handler)
 
     logging.getLogger("sunpy").warning("from sunpy")
-    from heliowatch.daemon.logs import get_logger
+    import structlog
 
     secret = "hunter2-password"  # noqa: F841  (a local that must not reach the log)
     try:
         raise RuntimeError("boom")
     except RuntimeError:
-        get_logger("t").exception("failed", series="hmi.M_720s_nrt")
+        structlog.get_logger("t").exception("failed", series="hmi.M_720s_nrt")
     lines = [json.loads(x) for x in buf.getvalue().splitlines()]
     assert lines[0]["event"] == "from sunpy"
     assert lines[0]["logger"] == "sunpy"
@@ -298,6 +303,21 @@ def test_readme_main_command_runs_the_demo(tmp_path: Path) -> None:
     assert sum(on_disk.values()) == len([r for r in regions if r["t_rec_utc"] == max(x["t_rec_utc"] for x in regions)])
     assert on_disk["beta"] >= 3
     assert 'heliowatch_flare_verification{level="M",scope="full_disk",score="n"} 1.0' in prom
+    # The same products as before the product interface (keys, and the fields of every payload
+    # kind), recorded from main before the change in tests/data/demo_products.json.
+    everything = json.loads(run_cli("products", "--limit", "1000", cwd=tmp_path).stdout)["products"]
+    recorded = json.loads((ROOT / "tests" / "data" / "demo_products.json").read_text())
+    assert sorted([p["product"], p["key"]] for p in everything) == recorded["keys"]
+    fields: dict[str, list[str]] = {}
+    for prod in everything:
+        fields.setdefault(prod["product"], sorted(prod["payload"]))
+    assert fields == recorded["fields"]
+    # Every record is processed once by each product that consumes it (36 records, 3 magnetograms, 3 SHARPs).
+    assert summary["processed"] == {"data_health": 36, "regions": 3, "flares": 3}
+    # Products see each other through the catalogue in time order: the 02:00 magnetogram's NOAA 11158
+    # carries the HARP of the SHARP record of 01:59:26, whatever order the sources were polled in.
+    last = next(r for r in regions if r["noaa_ar"] == 11158 and r["t_rec_utc"].startswith("2011-02-15T02:00"))
+    assert last["harpnum"] == 377
 
 
 def test_status_without_state_is_a_clear_error(tmp_path: Path) -> None:

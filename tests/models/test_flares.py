@@ -16,17 +16,22 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
-from heliowatch.daemon.errors import ModelError
-from heliowatch.daemon.service import demo_archive_path
 from heliowatch.daemon.state import StateStore
 from heliowatch.models import skill
+from heliowatch.models.core.errors import ModelError
+from heliowatch.models.core.times import FixedClock
 from heliowatch.models.flares.dataset import FEATURES, add_history
+from heliowatch.models.flares.events import event_days, load_events, read_event_file
 from heliowatch.models.flares.features import FeatureModel, TreeEnsemble
-from heliowatch.pipelines.events import EventSource, event_days, load_events, read_event_file
-from heliowatch.pipelines.flares import EventHistory, FlareForecaster, SharpInput, read_sharp_record
+from heliowatch.models.flares.forecaster import EventHistory, FlareForecaster, SharpInput
+from heliowatch.pipelines.events import EventSource
+from heliowatch.pipelines.sharp import read_sharp_record
+from heliowatch.pipelines.standin.archive import demo_archive_path
+from heliowatch.pipelines.store.ledger import LedgerStore
 from heliowatch.pipelines.verification import Ledger
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = SHARED_DATA
 SWPC = DATA / "hayes-flare-ar" / "swpc_flarelist_20100101-20210810.csv"
 HEK = DATA / "noaa-srs" / "00_All_GOES_SUNPY.csv"
 SHARP = demo_archive_path() / "sharp"
@@ -104,6 +109,7 @@ def test_feature_model_roundtrip_without_pickle(tmp_path: Path, kind: str) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_data")
 def test_evaluate_flares_by_harp_and_time(tmp_path: Path) -> None:
     from heliowatch.models.flares.evaluate import evaluate_flares, save_report
 
@@ -118,6 +124,7 @@ def test_evaluate_flares_by_harp_and_time(tmp_path: Path) -> None:
 
 
 # -- the backtest --------------------------------------------------------------------------
+@pytest.mark.usefixtures("shared_data")
 def test_backtest_writes_731_days_and_reproduces_the_persistence_anchor(tmp_path: Path) -> None:
     out = tmp_path / "bt.csv"
     p = cli(
@@ -147,6 +154,7 @@ def test_backtest_writes_731_days_and_reproduces_the_persistence_anchor(tmp_path
     assert s["heliowatch"]["auc"] > 0.8 and s["heliowatch"]["bss"] > 0.2
 
 
+@pytest.mark.usefixtures("shared_data")
 def test_backtest_refuses_a_leaking_split(tmp_path: Path) -> None:
     p = cli(
         "forecast",
@@ -165,6 +173,7 @@ def test_backtest_refuses_a_leaking_split(tmp_path: Path) -> None:
     assert p.returncode == 2 and "leak" in p.stderr
 
 
+@pytest.mark.usefixtures("shared_data")
 def test_event_lists_agree() -> None:
     a = read_event_file(SWPC)
     b = read_event_file(HEK)
@@ -251,6 +260,7 @@ def test_nan_patch_without_keywords_degrades(tmp_path: Path, forecaster: FlareFo
     assert r.method == "climatology" and r.degraded
 
 
+@pytest.mark.usefixtures("shared_data")
 def test_forecast_cli_json_and_bad_input(tmp_path: Path) -> None:
     files = [str(p) for p in sorted(SHARP.glob("*.fits"))]
     p = cli("forecast", *files, "--json", "--events", str(SWPC), "--out", str(tmp_path))
@@ -284,10 +294,10 @@ def test_event_source_hides_the_future_and_reloads(tmp_path: Path) -> None:
         }
     ]
     f.write_text(json.dumps(rows))
-    now = {"t": pd.Timestamp("2017-09-06T11:00").timestamp()}
-    src = EventSource(files=[f], clock=lambda: now["t"])
+    clock = FixedClock(pd.Timestamp("2017-09-06T11:00").timestamp())
+    src = EventSource(files=[f], clock=clock)
     assert src.events().empty
-    now["t"] = pd.Timestamp("2017-09-06T13:00").timestamp()
+    clock.t = pd.Timestamp("2017-09-06T13:00").timestamp()
     ev = src.events()
     assert ev["goes_class"].tolist() == ["X9.3"] and ev["noaa_ar"].tolist() == [12673]
     f.write_text(json.dumps([*rows, {**rows[0], "begin_time": "2017-09-06T12:30:00Z", "max_class": "M1.0"}]))
@@ -333,7 +343,7 @@ def test_swpc_feed_over_http_is_cached(tmp_path: Path) -> None:
 
 
 def test_ledger_verifies_closed_windows(tmp_path: Path) -> None:
-    led = Ledger(StateStore(f"sqlite:///{tmp_path / 's.sqlite'}"))
+    led = Ledger(LedgerStore(StateStore(f"sqlite:///{tmp_path / 's.sqlite'}").engine))
     led.record("2017-09-06T00:00:00Z", "2017-09-07T00:00:00Z", [("full_disk", "M", 0.8, None), ("noaa:12673", "M", 0.7, 12673)])
     led.record("2017-09-06T00:00:00Z", "2017-09-07T00:00:00Z", [("full_disk", "M", 0.1, None)])  # idempotent: first wins
     led.record("2017-09-20T00:00:00Z", "2017-09-21T00:00:00Z", [("full_disk", "M", 0.3, None)])
@@ -376,7 +386,8 @@ def test_occlusion_finds_where_the_model_looks() -> None:
 
 
 def test_dataset_from_the_standin_and_a_training_smoke_run(tmp_path: Path, standin_factory) -> None:
-    from heliowatch.models.flares.cnn import build_dataset, train_cnn
+    from heliowatch.models.flares.cnn import train_cnn
+    from heliowatch.pipelines.datasets.flare_cnn import build_dataset
     from heliowatch.pipelines.jsoc import JsocClient
 
     arch = tmp_path / "arch"

@@ -8,17 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heliowatch.daemon.service import demo_archive_path
 from heliowatch.models import measures
 from heliowatch.pipelines.fitsio import read_fits
+from heliowatch.pipelines.standin.archive import demo_archive_path
+from tests.conftest import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "sharp-cutouts"
+SHARED = SHARED_DATA / "sharp-cutouts"
 DEMO = demo_archive_path() / "sharp"
 H377 = "hmi.sharp_cea_720s.377.20110215_020000_TAI"
 
 
 @pytest.fixture(scope="module")
-def harp377() -> dict:
+def harp377(shared_data: Path) -> dict:
     conf = SHARED / "harp377-ar11158" / f"{H377}.conf_disambig.fits"
     if not conf.exists():  # pragma: no cover - ../shared is beside the checkout in CI and here
         pytest.fail(f"{conf} missing: ../shared/data must be beside the repository")

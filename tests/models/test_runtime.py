@@ -11,14 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heliowatch.daemon.errors import ModelError
 from heliowatch.daemon.metrics import Metrics
 from heliowatch.models import registry
+from heliowatch.models.core.errors import ModelError
+from heliowatch.models.flares.cnn import pad_to_canvas
 from heliowatch.models.runtime.check import TOLERANCE, check_model
 from heliowatch.models.runtime.export import export_model, load_export, onnx_path
-from heliowatch.models.runtime.inputs import pad_to_canvas, random_inputs
+from heliowatch.models.runtime.inputs import random_inputs
 from heliowatch.models.runtime.runtime import Runtime
 from heliowatch.models.runtime.tensorrt import EngineCache, EngineKey
+from heliowatch.pipelines.model_inputs import real_inputs
 
 NAMES = list(registry.MODELS)
 
@@ -84,7 +86,7 @@ def test_export_has_dynamic_axes_and_a_recorded_hash(export_dir: Path, name: str
 
 @pytest.mark.parametrize("name", NAMES)
 def test_onnxruntime_cpu_matches_float64_torch(export_dir: Path, name: str) -> None:
-    results = check_model(name, export_dir, ["onnxruntime-cpu", "torch-cpu"])
+    results = check_model(name, export_dir, ["onnxruntime-cpu", "torch-cpu"], real=real_inputs(name))
     assert {r.inputs.split()[0] for r in results} >= {"random"}
     assert len(results) == 4
     for r in results:
@@ -118,7 +120,7 @@ def test_corrupt_onnx_is_detected_and_rebuilt(export_dir: Path, tmp_path: Path) 
 
 def test_missing_backend_falls_back_with_a_metric(export_dir: Path) -> None:
     m = Metrics()
-    rt = Runtime("emergence-fcn", export_dir=export_dir, backend="tensorrt", metrics=m)
+    rt = Runtime("emergence-fcn", export_dir=export_dir, backend="tensorrt", observer=m)
     from heliowatch.models.runtime import tensorrt as trt_mod
 
     if trt_mod.available():
@@ -152,7 +154,7 @@ def test_onnx_backend_failure_falls_back_to_torch(tmp_path: Path) -> None:
 
 def test_batching_preserves_order_and_reports_progress(export_dir: Path) -> None:
     m = Metrics()
-    rt = Runtime("flare-cnn2", export_dir=export_dir, backend="onnxruntime-cpu", max_batch=4, metrics=m)
+    rt = Runtime("flare-cnn2", export_dir=export_dir, backend="onnxruntime-cpu", max_batch=4, observer=m)
     x = random_inputs("flare-cnn2", 10, seed=3)
     progress: list[tuple[int, int]] = []
     y = rt.predict(x, on_batch=lambda done, total: progress.append((done, total)))
@@ -212,7 +214,7 @@ def test_tensorrt_parity_on_the_gpu(export_dir: Path) -> None:
     if not trt_mod.available():
         pytest.skip("no CUDA device")
     for name in NAMES:
-        for r in check_model(name, export_dir, ["tensorrt"]):
+        for r in check_model(name, export_dir, ["tensorrt"], real=real_inputs(name)):
             assert r.ok, r
 
 

@@ -21,7 +21,9 @@ from heliowatch.daemon.config import load_config
 from heliowatch.daemon.errors import ConfigError
 from heliowatch.daemon.metrics import Metrics
 from heliowatch.daemon.state import StateStore
-from heliowatch.pipelines.alerts import Alert, AlertCenter, Transport
+from heliowatch.pipelines.alerts import Alert, AlertCenter
+from heliowatch.pipelines.mail import MaildirTransport, Message, SmtpTransport
+from heliowatch.pipelines.store.outbox import OutboxStore
 
 T0 = dt.datetime(2024, 5, 10, 12, tzinfo=dt.UTC)
 
@@ -56,9 +58,12 @@ def smtp() -> tuple[Inbox, Controller]:
 
 def center(tmp_path: Path, port: int, **kw: object) -> AlertCenter:
     state = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
-    t = Transport(kind="smtp", host="127.0.0.1", port=port, timeout_s=3, **kw.pop("transport", {}))  # type: ignore[arg-type]
-    return AlertCenter(
-        state.engine,
+    t = SmtpTransport(host="127.0.0.1", port=port, timeout_s=3, **kw.pop("transport", {}))  # type: ignore[arg-type]
+    metrics = kw.pop("metrics", None)
+    if metrics is not None:
+        kw["observer"] = metrics
+    ac = AlertCenter(
+        OutboxStore(state.engine),
         t,
         sender="heliowatch@obs.example",
         recipients=["solar@lists.example"],
@@ -66,6 +71,9 @@ def center(tmp_path: Path, port: int, **kw: object) -> AlertCenter:
         retry_base_s=10,
         **kw,
     )  # type: ignore[arg-type]
+    if metrics is not None:
+        metrics.watch_outbox(ac.pending)  # as the daemon's wiring does
+    return ac
 
 
 def test_delivery_headers_alternatives_attachments_and_threads(tmp_path: Path, smtp) -> None:
@@ -232,17 +240,12 @@ def test_starttls_and_authentication(tmp_path: Path) -> None:
 def test_maildir_delivery_is_exactly_once(tmp_path: Path) -> None:
     state = StateStore(f"sqlite:///{tmp_path / 's.sqlite'}")
     md = tmp_path / "maildir"
-    ac = AlertCenter(
-        state.engine, Transport(kind="maildir", maildir=md), sender="h@x.example", recipients=["l@x.example"], list_id="l <l.x>"
-    )
+    transport = MaildirTransport(md)
+    ac = AlertCenter(OutboxStore(state.engine), transport, sender="h@x.example", recipients=["l@x.example"], list_id="l <l.x>")
     ac.raise_alerts([Alert("jet", "[heliowatch] jet", "x")], now=T0)
-    import sqlalchemy as sa
-
-    from heliowatch.pipelines.alerts import outbox
-
-    with state.engine.connect() as c:
-        row = c.execute(sa.select(outbox)).one()
-    ac._send(ac._message(row))  # delivered, then the daemon "crashes" before recording it
+    (row,) = ac.outbox.due("9999")
+    msg = Message("h@x.example", ["l@x.example"], row.subject, row.text, row.html, row.message_id, "l <l.x>", row.kind)
+    transport.send(msg)  # delivered, then the daemon "crashes" before recording it
     assert ac.deliver(now=T0) == (1, 0)  # on restart: recorded, not duplicated
     files = list((md / "new").iterdir())
     assert len(files) == 1

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from heliowatch.daemon.errors import DataRejected
-from heliowatch.daemon.service import demo_archive_path
-from heliowatch.pipelines.fitsio import header_value, parse_quality, read_fits, tai_to_utc, utc_to_tai_string
+from heliowatch.models.core.times import tai_to_utc, utc_to_tai_string
+from heliowatch.pipelines.errors import DataRejected
+from heliowatch.pipelines.fitsio import header_value, parse_quality, read_fits
+from heliowatch.pipelines.standin.archive import demo_archive_path
 from tests.conftest import write_record
 
 REAL = demo_archive_path() / "sharp" / "hmi.sharp_cea_720s.377.20110215_020000_TAI.magnetogram.fits"

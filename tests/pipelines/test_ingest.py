@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from heliowatch.daemon.errors import SourceUnavailable
 from heliowatch.daemon.metrics import Metrics
 from heliowatch.daemon.state import StateStore
-from heliowatch.pipelines.ingest import Ingestor, Source, load_frame
+from heliowatch.models.core.times import FixedClock
+from heliowatch.pipelines.errors import SourceUnavailable
+from heliowatch.pipelines.frames import Source, load_frame
+from heliowatch.pipelines.ingest import Ingestor
 from heliowatch.pipelines.jsoc import JsocClient, RetryPolicy
 
 MAG = Source("magnetogram", "hmi.M_720s_nrt", ("magnetogram",))
@@ -34,10 +36,10 @@ def make_ingestor(
         email="ops@example.org",
         timeout_s=timeout_s,
         retry=RetryPolicy(retries=retries, base_s=0.01, max_s=0.02, sleep=sleeps.append),
-        metrics=metrics,
+        observer=metrics,
     )
     state = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
-    return Ingestor(source, client, state, tmp_path / "frames", clock=lambda: clock, metrics=metrics, lookback_hours=24)
+    return Ingestor(source, client, state, tmp_path / "frames", clock=FixedClock(clock), observer=metrics, lookback_hours=24)
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
@@ -154,7 +156,7 @@ def test_aia_channel_reorder_window_catches_late_frames(tmp_path: Path, standin_
     early = ing.poll().ingested
     assert 0 < early < 30
     srv.clock.jump_to_end()
-    ing.clock = lambda: base + 3600
+    ing.clock = FixedClock(base + 3600)
     late = ing.poll().ingested
     assert early + late == 30  # late arrivals older than the high-water mark are not lost
     assert ing.state.high_water("aia.lev1_nrt2:304") is not None

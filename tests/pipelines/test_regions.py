@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from heliowatch.daemon.errors import UsageError
-from heliowatch.daemon.service import demo_archive_path
+from heliowatch.models.core.errors import UsageError
+from heliowatch.models.regions.classify import classify_regions
+from heliowatch.models.regions.detect import detect
+from heliowatch.models.regions.tracking import Tracker
 from heliowatch.models.synthetic.fitsout import write_fits
 from heliowatch.models.synthetic.magnetogram import RegionSpec, synth_magnetogram
-from heliowatch.pipelines.regions import Tracker, classify_regions, detect, preprocess
+from heliowatch.pipelines.regions import preprocess
+from heliowatch.pipelines.standin.archive import demo_archive_path
 
 T = dt.datetime(2014, 1, 7, 12, tzinfo=dt.UTC)
 SPECS = [RegionSpec("beta", -14, -25), RegionSpec("beta-delta", 10, 30), RegionSpec("alpha", 15, -50), RegionSpec("gamma", 20, 5)]
@@ -134,7 +137,7 @@ def test_detect_cli_json_schema_and_quicklook(disk: tuple[Path, dict], tmp_path:
 
 
 def test_match_position_rotates_and_respects_time() -> None:
-    from heliowatch.pipelines.regions import match_position
+    from heliowatch.models.regions.tracking import match_position
 
     cands = [
         {"hgs_lat": -20.0, "hgs_lon": 10.0, "t_rec_utc": "2011-02-15T00:00:00Z", "mtwilson": "beta-gamma-delta"},
@@ -197,13 +200,14 @@ def test_cnn_detector_finds_the_regions_of_an_unseen_synthetic_disk(disk: tuple[
 
 
 def test_untrained_cnn_detector_is_a_clear_error(tmp_path: Path) -> None:
-    from heliowatch.pipelines.regions import region_detector
+    from heliowatch.models.regions.loaders import region_detector
+    from heliowatch.models.runtime.base import RuntimeOptions
 
     (tmp_path / "region-detector.card.json").write_text(json.dumps({"name": "region-detector", "training": {"kind": "none"}}))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("heliowatch.models.registry.weights_dir", lambda: tmp_path)
         with pytest.raises(UsageError, match="no trained weights"):
-            region_detector("cnn", export_dir=tmp_path)
+            region_detector("cnn", RuntimeOptions(export_dir=tmp_path))
 
 
 def test_detect_names_regions_by_noaa_number_from_an_srs() -> None:

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from heliowatch.models import measures
+from heliowatch.models.skill import average_precision, iou
 from heliowatch.models.synthetic.fitsout import write_fits
 from heliowatch.models.synthetic.semireal import _place, _read, load_patch, semireal_magnetogram
-from heliowatch.pipelines.regions_eval import average_precision, iou
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = SHARED_DATA
 HARP377 = DATA / "sharp-cutouts" / "harp377-ar11158" / "hmi.sharp_cea_720s.377.20110215_020000_TAI.Br.fits"
 
 
@@ -39,6 +40,7 @@ def test_iou_and_average_precision_by_hand() -> None:
     assert average_precision([(0, 0.9, [5, 0, 15, 10])], {0: [[0, 0, 10, 10]]}) == 0.0
 
 
+@pytest.mark.usefixtures("shared_data")
 def test_vector_patch_projected_to_its_own_position_reproduces_the_hmi_los_magnetogram() -> None:
     """The placement's line-of-sight projection of (Br, Bt, Bp), checked against HMI's own LOS data."""
     p = load_patch(HARP377)
@@ -95,6 +97,7 @@ def test_detect_cli_finds_the_real_regions_on_a_semireal_frame(semireal: tuple[P
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_data")
 def test_evaluate_regions_reports_every_part(tmp_path: Path) -> None:
     p = cli("evaluate", "regions", "--data", str(DATA), "--frames", "1", "--out", str(tmp_path))
     assert p.returncode == 0, p.stderr

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from heliowatch.daemon.errors import DataRejected
+from heliowatch.pipelines.errors import DataRejected
 from heliowatch.pipelines.srs import SRSArchive, SRSFeed, fetch_latest, match_noaa, parse_srs
+from tests.conftest import SHARED_DATA
 
-SRS = Path(__file__).resolve().parents[3] / "shared" / "data" / "noaa-srs"
+SRS = SHARED_DATA / "noaa-srs"
 #: Files sunpy.io.special.srs.read_srs fails on (DATA.md).
 QUIRKY = ["20100228", "20110213", "20110725", "20120306", "20120417", "20140416", "20140904", "20190516", "20191011"]
 
@@ -24,7 +25,7 @@ def _day(s: str) -> dt.date:
 
 
 @pytest.fixture(scope="module")
-def archive() -> Iterator[SRSArchive]:
+def archive(shared_data: Path) -> Iterator[SRSArchive]:
     a = SRSArchive(SRS)
     yield a
     a.close()
@@ -51,6 +52,7 @@ def test_every_report_of_2010_2019_parses_with_nothing_skipped(archive: SRSArchi
 
 
 @pytest.mark.parametrize("day", QUIRKY)
+@pytest.mark.usefixtures("shared_data")
 def test_files_sunpy_cannot_read_give_the_hand_fixed_regions(archive: SRSArchive, day: str) -> None:
     rep = archive.report(_day(day))
     assert rep is not None
@@ -66,6 +68,7 @@ def test_files_sunpy_cannot_read_give_the_hand_fixed_regions(archive: SRSArchive
     assert len(ours) - len(ref.regions) <= 1
 
 
+@pytest.mark.usefixtures("shared_data")
 def test_noaa_11158_from_the_missing_lo_and_corrected_copy_files() -> None:
     rep = parse_srs(_raw("20110213"), "20110213SRS.txt")
     plage = [g for g in rep.regions if not g.spotted]
@@ -109,6 +112,7 @@ def test_match_rotates_the_report_to_the_frame_time(archive: SRSArchive) -> None
 
 
 @pytest.mark.parametrize("text", ["", "<html>Service unavailable</html>", ":Issued: nothing\nI.  Regions with Sunspots\n"])
+@pytest.mark.usefixtures("shared_data")
 def test_not_an_srs_is_rejected_with_one_line(text: str) -> None:
     with pytest.raises(DataRejected) as e:
         parse_srs(text, "feed")
@@ -139,6 +143,7 @@ def feed_server() -> Iterator[tuple[str, type[_Handler]]]:
     srv.server_close()
 
 
+@pytest.mark.usefixtures("shared_data")
 def test_feed_stores_a_good_report_and_keeps_it_through_a_bad_download(
     feed_server: tuple[str, type[_Handler]], tmp_path: Path
 ) -> None:
@@ -158,8 +163,10 @@ def test_feed_stores_a_good_report_and_keeps_it_through_a_bad_download(
     assert rep is not None and rep.region(11158) is not None
 
 
+@pytest.mark.usefixtures("shared_data")
 def test_identify_a_detection_from_the_srs_and_recent_sharps(archive: SRSArchive) -> None:
-    from heliowatch.pipelines.regions import DetectedRegion, identify
+    from heliowatch.models.regions.detect import DetectedRegion
+    from heliowatch.pipelines.regions import identify
 
     r = DetectedRegion(
         id=1, bbox_px=[0, 0, 1, 1], hgs_lat=-20.5, hgs_lon=14.0, hgc_lon=0.0, area_uhem=400.0, usflux_mx=3e22, confidence=0.9
@@ -179,6 +186,7 @@ def test_identify_a_detection_from_the_srs_and_recent_sharps(archive: SRSArchive
     assert got["noaa_ar"] is None and got["harpnum"] is None and got["srs"]["match"] is None
 
 
+@pytest.mark.usefixtures("shared_data")
 def test_feed_picks_up_reports_dropped_into_its_directory(tmp_path: Path) -> None:
     feed = SRSFeed(tmp_path / "srs")
     t = dt.datetime(2011, 2, 16, 3, tzinfo=dt.UTC)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from heliowatch.pipelines.exports import VOE_NS, hek_event, voevent_xml, write_event
-from heliowatch.pipelines.store import ProductStore
+from heliowatch.pipelines.store.products import ProductStore
 
 
 @pytest.fixture
@@ -62,7 +62,8 @@ def _exercise_store(s: ProductStore) -> None:
 
 
 def test_state_database_runs_on_postgresql_too(pg_url: str) -> None:
-    from heliowatch.daemon.state import FrameRecord, StateStore
+    from heliowatch.daemon.state import StateStore
+    from heliowatch.pipelines.ingest import FrameRecord
 
     st = StateStore(pg_url)
     import sqlalchemy as sa

@@ -16,12 +16,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from heliowatch.daemon.state import utcnow_iso
+from heliowatch.models.core.times import Clock, SystemClock, iso_utc
+from heliowatch.models.core.vocabulary import RecordKind
 
 __all__ = ["PRODUCTS", "ProductStore"]
 
-#: Product kinds, a bounded vocabulary (used as metric labels).
-PRODUCTS = ("region", "flare_forecast", "flare_region", "emergence", "jet", "data_health")
+#: Record kinds, a bounded vocabulary (used as metric labels).
+PRODUCTS: tuple[str, ...] = tuple(k.value for k in RecordKind)
 
 _meta = sa.MetaData()
 products = sa.Table(
@@ -49,8 +50,9 @@ class ProductStore:
         (the daemon shares the state database's).
     """
 
-    def __init__(self, url_or_engine: str | Engine) -> None:
+    def __init__(self, url_or_engine: str | Engine, *, clock: Clock | None = None) -> None:
         self.engine = sa.create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        self.clock: Clock = clock or SystemClock()
         _meta.create_all(self.engine)
 
     def close(self) -> None:
@@ -68,7 +70,7 @@ class ProductStore:
             "t_utc": t_utc,
             "region": region,
             "payload": json.dumps(payload, default=str, sort_keys=True),
-            "created_utc": utcnow_iso(),
+            "created_utc": iso_utc(self.clock.now()),
         }
         with self.engine.begin() as c:
             exists = c.execute(sa.select(products.c.id).where(products.c.product == product, products.c.key == key)).first()
@@ -102,6 +104,7 @@ class ProductStore:
 
     def purge(self, *, older_than_days: float, now: dt.datetime | None = None) -> int:
         """Delete products whose time is older than the retention; returns how many."""
-        cut = ((now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=older_than_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ref = now or dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
+        cut = (ref - dt.timedelta(days=older_than_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self.engine.begin() as c:
             return int(c.execute(products.delete().where(products.c.t_utc < cut)).rowcount or 0)

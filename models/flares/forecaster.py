@@ -16,8 +16,8 @@ P(>=C) and P(>=X) come from the region's P(>=M) through relations fitted on the 
 region-days. Full disk: ``1 - (1 - p_limb) prod(1 - p_i)``, with the limb term driven by the
 last 27 days of disk activity. Every forecast carries the model names and versions.
 
-Exports: one JSON per issue, and the CCMC Flare Scoreboard fields (issue_time, start_window,
-end_window, C, M, CPlus, MPlus, X; full disk and per region).
+Pure computation on :class:`SharpInput` (read from SHARP files by
+:mod:`heliowatch.pipelines.sharp`); exports are :mod:`heliowatch.pipelines.flare_exports`.
 """
 
 from __future__ import annotations
@@ -25,36 +25,24 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from heliowatch.daemon.errors import ModelError, UsageError
-from heliowatch.daemon.logs import get_logger
-from heliowatch.models import measures
+from heliowatch.models import registry
+from heliowatch.models.core.errors import ModelError
 from heliowatch.models.flares.climatology import RegionClimatology
 from heliowatch.models.flares.features import FeatureModel, contributions
-from heliowatch.pipelines.fitsio import read_fits, tai_to_utc
 
-__all__ = [
-    "EventHistory",
-    "FlareForecaster",
-    "FullDiskForecast",
-    "RegionForecast",
-    "SharpInput",
-    "read_sharp_record",
-    "write_exports",
-]
-
-log = get_logger(__name__)
+__all__ = ["LIMB_LON_DEG", "SHARP_KEYS", "EventHistory", "FlareForecaster", "FullDiskForecast", "RegionForecast", "SharpInput"]
 
 #: Beyond this central-meridian distance SHARP quantities are unreliable (projection effects).
 LIMB_LON_DEG = 70.0
 #: The LOS SHARP quantities the models were trained on (SMARP-compatible keyword names).
-_KEYS = ("USFLUXL", "AREA", "MEANGBL", "R_VALUE")
+SHARP_KEYS = ("USFLUXL", "AREA", "MEANGBL", "R_VALUE")
 
 
 @dataclass
@@ -141,90 +129,6 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _sibling(path: Path, segment: str) -> Path | None:
-    """The file of another segment of the same JSOC-named record (``x.Br.fits`` -> ``x.bitmap.fits``)."""
-    parts = path.name.split(".")
-    if len(parts) < 3:
-        return None
-    cand = path.with_name(".".join([*parts[:-2], segment, "fits"]))
-    return cand if cand.exists() else None
-
-
-def read_sharp_record(path: Path) -> SharpInput:
-    """Read one SHARP record (any of its segment files) into a :class:`SharpInput`.
-
-    The flare models were trained on the line-of-sight SHARP quantities (the SMARP-compatible
-    USFLUXL, MEANGBL and R_VALUE, with AREA, renamed USFLUX/MEANGBZ in the Sun et al. set;
-    their MEANGBZ spans 9-43 G/px, the vector-field MEANGBZ of cea_720s headers 78-126 for the
-    same kind of regions). So the features are taken from the header's USFLUXL/MEANGBL where
-    present and otherwise computed from the record's ``magnetogram`` (LOS) and ``bitmap``
-    segments over the HARP mask (``bitmap >= 30``): for HARP 377 this gives MEANGBL 36.0.
-    Missing segments degrade the features (Br x mu for the LOS field,
-    :func:`~heliowatch.models.measures.harp_mask` for the mask), and say so. A patch with no
-    finite pixel contributes no SHARP quantity.
-
-    Raises
-    ------
-    UsageError
-        If the file is not a readable SHARP CEA patch (no T_REC, not CEA).
-    """
-    from heliowatch.daemon.errors import DataRejected  # noqa: PLC0415
-    from heliowatch.pipelines.ingest import load_frame  # noqa: PLC0415
-
-    try:
-        frame = load_frame(path)
-    except DataRejected as e:
-        raise UsageError(str(e)) from e
-    kw = frame.keyword
-    if not str(kw("CTYPE1", "")).endswith("CEA") or not kw("T_REC"):
-        msg = f"{Path(path).name}: not a SHARP CEA patch (needs CTYPE1 *-CEA and T_REC)"
-        raise UsageError(msg)
-    inp = SharpInput(
-        harpnum=int(kw("HARPNUM")) if _num(kw("HARPNUM")) is not None else None,
-        noaa_ar=int(kw("NOAA_AR")) if (_num(kw("NOAA_AR")) or 0) > 0 else None,
-        t_rec_utc=tai_to_utc(str(kw("T_REC"))),
-        lat=_num(kw("LAT_FWT")),
-        lon=_num(kw("LON_FWT")),
-        keywords={k: v for k in _KEYS if (v := _num(kw(k))) is not None},
-        file=str(path),
-    )
-    p = Path(path)
-    los_file = p if ".magnetogram." in p.name else _sibling(p, "magnetogram")
-    los = read_fits(los_file).data.astype(np.float64) if los_file else None
-    if los is None:
-        br_file = p if ".Br." in p.name else _sibling(p, "Br")
-        if br_file is not None and inp.lat is not None and inp.lon is not None:
-            mu = math.cos(math.radians(inp.lat)) * math.cos(math.radians(inp.lon))
-            los = read_fits(br_file).data.astype(np.float64) * mu
-            inp.missing.append("LOS magnetogram (approximated as Br x mu)")
-        else:
-            los = frame.data.astype(np.float64)
-    finite = np.isfinite(los)
-    if not finite.any():
-        inp.missing.append("patch: no valid pixels")
-        return inp
-    inp.patch = np.where(finite, los, 0.0)
-    if all(k in inp.keywords for k in _KEYS):
-        return inp
-    bitmap_file = _sibling(p, "bitmap") if ".bitmap." not in p.name else p
-    if bitmap_file is not None:
-        mask = read_fits(bitmap_file).data >= 30
-    else:
-        mask = measures.harp_mask(inp.patch)
-        inp.missing.append("bitmap (HARP mask approximated from smoothed |B|)")
-    area = measures.cea_pixel_area_cm2(_num(kw("CDELT1")) or 0.03)
-    computed = {
-        "USFLUXL": lambda: measures.unsigned_flux(inp.patch, area, mask=mask),
-        "AREA": lambda: measures.total_area_uhem(area, mask),
-        "MEANGBL": lambda: measures.sharp_meangbz(inp.patch, mask=mask),
-        "R_VALUE": lambda: measures.schrijver_r(inp.patch),
-    }
-    for k in _KEYS:
-        if k not in inp.keywords:
-            inp.keywords[k] = float(computed[k]())
-    return inp
-
-
 class FlareForecaster:
     """Loads the shipped flare models and issues forecasts.
 
@@ -235,9 +139,7 @@ class FlareForecaster:
     """
 
     def __init__(self, weights_dir: Path | None = None) -> None:
-        from heliowatch.models.registry import weights_dir as default_dir  # noqa: PLC0415
-
-        root = weights_dir or default_dir()
+        root = weights_dir or registry.weights_dir()
         try:
             self.logistic, c1 = FeatureModel.load(root / "flare-sharp-logistic")
             self.gbm, c2 = FeatureModel.load(root / "flare-sharp-gbm")
@@ -271,7 +173,7 @@ class FlareForecaster:
         models: list[dict[str, str]] = []
         contrib: dict[str, float] = {}
         at_limb = inp.lon is not None and abs(inp.lon) > LIMB_LON_DEG
-        have_sharp = all(k in inp.keywords for k in _KEYS) and not at_limb
+        have_sharp = all(k in inp.keywords for k in SHARP_KEYS) and not at_limb
         if at_limb:
             missing.append(f"SHARP quantities unreliable at the limb (|lon| {abs(inp.lon or 0):.0f} > {LIMB_LON_DEG:.0f} deg)")
         if history is None:
@@ -348,40 +250,3 @@ class FlareForecaster:
             missing=missing,
             models=[self._ver("flare-region-climatology")],
         )
-
-
-def _ccmc_probs(p_c: float, p_m: float, p_x: float) -> dict[str, float]:
-    return {
-        "C": round(max(p_c - p_m, 0.0), 4),
-        "M": round(max(p_m - p_x, 0.0), 4),
-        "X": round(p_x, 4),
-        "CPlus": round(p_c, 4),
-        "MPlus": round(p_m, 4),
-    }
-
-
-def write_exports(fd: FullDiskForecast, out_dir: Path) -> list[Path]:
-    """Write ``<issue>.json`` (the whole issue) and ``<issue>.ccmc.json`` (scoreboard fields)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = fd.issue_time.replace(":", "").replace("-", "")
-    full = out_dir / f"flare-forecast-{stem}.json"
-    full.write_text(json.dumps(asdict(fd), indent=2))
-    window = {"issue_time": fd.issue_time, "start_window": fd.start_window, "end_window": fd.end_window}
-    ccmc = {
-        "forecast_system": "heliowatch",
-        "full_disk": {**window, **_ccmc_probs(fd.p_c, fd.p_m, fd.p_x)},
-        "regions": [
-            {
-                **window,
-                "noaa_ar": r.noaa_ar,
-                "harpnum": r.harpnum,
-                "hgs_lat": r.hgs_lat,
-                "hgs_lon": r.hgs_lon,
-                **_ccmc_probs(r.p_c, r.p_m, r.p_x),
-            }
-            for r in fd.regions
-        ],
-    }
-    cc = out_dir / f"flare-forecast-{stem}.ccmc.json"
-    cc.write_text(json.dumps(ccmc, indent=2))
-    return [full, cc]

@@ -12,9 +12,17 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from heliowatch.daemon.errors import UsageError
+from heliowatch.daemon.cli.common import add_config
+from heliowatch.models.core.errors import UsageError
+from heliowatch.models.synthetic.aia import synth_aia_sequence
+from heliowatch.models.synthetic.bipole import synth_bipole
+from heliowatch.models.synthetic.emergence import synth_emergence
+from heliowatch.models.synthetic.fitsout import write_fits, write_truth
+from heliowatch.models.synthetic.magnetogram import RegionSpec, random_regions, synth_magnetogram
+from heliowatch.models.synthetic.sharp import synth_sharp
+from heliowatch.pipelines.gallery import make_gallery
 
-__all__ = ["add_synth_parser", "parse_region", "random_regions"]
+__all__ = ["parse_region", "register"]
 
 
 def _time(s: str) -> dt.datetime:
@@ -28,8 +36,6 @@ def _time(s: str) -> dt.datetime:
 
 def parse_region(text: str) -> Any:
     """``CLASS:LAT:LON[:SIZE]`` -> RegionSpec."""
-    from heliowatch.models.synthetic.magnetogram import RegionSpec  # noqa: PLC0415
-
     parts = text.split(":")
     if len(parts) not in (3, 4):
         msg = f"--region {text!r}: expected CLASS:LAT:LON[:SIZE], e.g. beta-delta:-15:20"
@@ -42,23 +48,6 @@ def parse_region(text: str) -> Any:
     return RegionSpec(parts[0], nums[0], nums[1], nums[2] if len(nums) == 3 else 1.0)
 
 
-def random_regions(t: dt.datetime, n: int, rng: np.random.Generator) -> list[Any]:
-    """``n`` regions of random classes at random visible, non-overlapping activity-belt positions."""
-    from heliowatch.models.synthetic.magnetogram import RegionSpec  # noqa: PLC0415
-    from heliowatch.models.synthetic.regions import SYNTH_CLASSES  # noqa: PLC0415
-
-    out: list[Any] = []
-    tries = 0
-    while len(out) < n and tries < 1000:
-        tries += 1
-        lat = float(rng.choice([-1, 1]) * rng.uniform(5, 30))
-        lon = float(rng.uniform(-65, 65))
-        if any(abs(lat - r.lat) < 14 and abs(lon - r.lon) < 22 for r in out):
-            continue
-        out.append(RegionSpec(str(rng.choice(SYNTH_CLASSES)), round(lat, 1), round(lon, 1), float(rng.uniform(0.7, 1.2))))
-    return out
-
-
 def _jsoc_stem(series: str, *pkeys: str) -> str:
     return ".".join([series, *pkeys])
 
@@ -68,9 +57,6 @@ def _trec_a(t_rec: str) -> str:
 
 
 def _cmd_magnetogram(a: argparse.Namespace) -> int:
-    from heliowatch.models.synthetic.fitsout import write_fits, write_truth  # noqa: PLC0415
-    from heliowatch.models.synthetic.magnetogram import synth_magnetogram  # noqa: PLC0415
-
     t = _time(a.time)
     regions = [parse_region(r) for r in a.region] if a.region else random_regions(t, a.n_regions, np.random.default_rng(a.seed))
     t0 = time.perf_counter()
@@ -90,9 +76,6 @@ def _cmd_magnetogram(a: argparse.Namespace) -> int:
 
 
 def _cmd_sharp(a: argparse.Namespace) -> int:
-    from heliowatch.models.synthetic.fitsout import write_fits, write_truth  # noqa: PLC0415
-    from heliowatch.models.synthetic.sharp import synth_sharp  # noqa: PLC0415
-
     try:
         segs, truth = synth_sharp(
             _time(a.time), a.mtwilson, a.lat, a.lon, harpnum=a.harpnum, noaa_ar=a.noaa, seed=a.seed, size=a.size
@@ -118,8 +101,6 @@ def _cmd_sharp(a: argparse.Namespace) -> int:
 def _write_sequence(
     out: Path, cube: np.ndarray, headers: list[fits.Header], truth: dict[str, Any], *, series: str, segment: str
 ) -> str:
-    from heliowatch.models.synthetic.fitsout import write_fits, write_truth  # noqa: PLC0415
-
     if out.suffix == ".fits":
         # One file, one image HDU per frame: sunpy.map.Map(path) returns the list of maps.
         hdus: list[Any] = [fits.PrimaryHDU(cube[0], header=headers[0])]
@@ -137,8 +118,6 @@ def _write_sequence(
 
 
 def _cmd_aia(a: argparse.Namespace) -> int:
-    from heliowatch.models.synthetic.aia import synth_aia_sequence  # noqa: PLC0415
-
     try:
         cube, headers, truth = synth_aia_sequence(
             _time(a.time), jet=a.jet, seed=a.seed, n_frames=a.frames, distractors=not a.no_distractors
@@ -151,8 +130,6 @@ def _cmd_aia(a: argparse.Namespace) -> int:
 
 
 def _cmd_emergence(a: argparse.Namespace) -> int:
-    from heliowatch.models.synthetic.emergence import synth_emergence  # noqa: PLC0415
-
     try:
         cube, headers, truth = synth_emergence(_time(a.time), emerging=not a.control, seed=a.seed, n_frames=a.frames)
     except ValueError as e:
@@ -163,9 +140,6 @@ def _cmd_emergence(a: argparse.Namespace) -> int:
 
 
 def _cmd_bipole(a: argparse.Namespace) -> int:
-    from heliowatch.models.synthetic.bipole import synth_bipole  # noqa: PLC0415
-    from heliowatch.models.synthetic.fitsout import write_fits, write_truth  # noqa: PLC0415
-
     try:
         img, header, truth = synth_bipole(
             radius_px=a.radius, field_g=a.field, separation_px=a.separation, order=a.order, size=a.size, angle_deg=a.angle
@@ -181,17 +155,15 @@ def _cmd_bipole(a: argparse.Namespace) -> int:
 
 
 def _cmd_gallery(a: argparse.Namespace) -> int:
-    from heliowatch.models.synthetic.gallery import make_gallery  # noqa: PLC0415
-
     for p in make_gallery(Path(a.out), seed=a.seed):
         print(f"wrote {p}", file=sys.stderr)
     return 0
 
 
-def add_synth_parser(sub: Any) -> None:
-    """Register ``heliowatch synth`` and its generators."""
+def register(sub: Any) -> None:
+    """``heliowatch synth`` and its generators."""
     p = sub.add_parser("synth", help="synthetic SDO data with ground truth")
-    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
+    add_config(p)
     s = p.add_subparsers(dest="kind", required=True, metavar="KIND")
 
     def common(q: argparse.ArgumentParser) -> None:

@@ -8,14 +8,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from heliowatch.daemon.errors import ModelError, UsageError
+from heliowatch.daemon.cli.common import add_config, config_of
+from heliowatch.models import registry
+from heliowatch.models.core.errors import ModelError, UsageError
+from heliowatch.models.registry import resolve_root
+from heliowatch.models.runtime.bench import bench_model, format_table
+from heliowatch.models.runtime.check import check_model
+from heliowatch.models.runtime.export import export_model, load_export
+from heliowatch.models.runtime.runtime import ALIASES, BACKENDS, available_backends
+from heliowatch.pipelines.model_inputs import real_inputs
 
-__all__ = ["add_models_parser"]
+__all__ = ["register"]
 
 
 def _names(a: argparse.Namespace) -> list[str]:
-    from heliowatch.models import registry  # noqa: PLC0415
-
     if not a.model:
         return list(registry.MODELS)
     for n in a.model:
@@ -24,16 +30,12 @@ def _names(a: argparse.Namespace) -> list[str]:
 
 
 def _export_dir(a: argparse.Namespace) -> Path:
-    from heliowatch.daemon.config import load_config  # noqa: PLC0415
-
     if getattr(a, "export_dir", None):
         return Path(a.export_dir)
-    return load_config(Path(a.config) if a.config else None).export_dir
+    return config_of(a).export_dir
 
 
 def _backends(a: argparse.Namespace) -> list[str]:
-    from heliowatch.models.runtime.runtime import ALIASES, BACKENDS, available_backends  # noqa: PLC0415
-
     have = available_backends()
     if not a.backend:
         return have
@@ -50,9 +52,6 @@ def _backends(a: argparse.Namespace) -> list[str]:
 
 
 def _cmd_list(a: argparse.Namespace) -> int:
-    from heliowatch.models import registry  # noqa: PLC0415
-    from heliowatch.models.runtime.export import load_export  # noqa: PLC0415
-
     export_dir = _export_dir(a)
     cards = []
     for n in _names(a):
@@ -81,8 +80,6 @@ def _cmd_list(a: argparse.Namespace) -> int:
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
-    from heliowatch.models.runtime.export import export_model  # noqa: PLC0415
-
     export_dir = _export_dir(a)
     for n in _names(a):
         rec = export_model(n, export_dir)
@@ -93,8 +90,6 @@ def _cmd_export(a: argparse.Namespace) -> int:
 
 
 def _cmd_check(a: argparse.Namespace) -> int:
-    from heliowatch.models.runtime.check import check_model  # noqa: PLC0415
-
     export_dir = _export_dir(a)
     backends = _backends(a)
     failed = 0
@@ -103,7 +98,9 @@ def _cmd_check(a: argparse.Namespace) -> int:
     print(head)
     print("-" * len(head))
     for n in _names(a):
-        for r in check_model(n, export_dir, backends):
+        for r in check_model(
+            n, export_dir, backends, real=real_inputs(n), weights_root=resolve_root(n, (config_of(a).weights_dir,))
+        ):
             failed += not r.ok
             verdict = "ok" if r.ok else "FAIL"
             errs = f"{r.max_abs:>13.2e}{r.max_rel:>13.2e}{r.tolerance:>11.0e}"
@@ -115,8 +112,6 @@ def _cmd_check(a: argparse.Namespace) -> int:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
-    from heliowatch.models.runtime.bench import bench_model, format_table  # noqa: PLC0415
-
     export_dir = _export_dir(a)
     backends = _backends(a)
     rows = []
@@ -127,10 +122,10 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_models_parser(sub: Any) -> None:
-    """Register ``heliowatch models``."""
+def register(sub: Any) -> None:
+    """``heliowatch models {list,export,check,bench}``."""
     p = sub.add_parser("models", help="model registry, ONNX/TensorRT export, backend parity, speed")
-    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
+    add_config(p)
     s = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def common(q: argparse.ArgumentParser) -> None:

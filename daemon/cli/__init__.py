@@ -1,0 +1,66 @@
+"""The ``heliowatch`` command line (the contract in DESIGN.md).
+
+The commands are an explicit list of modules, each with a ``register(subparsers)``; each calls
+down into the pipelines and models. Every command takes ``--config``. Bad input (config,
+files, options) ends with one line on stderr and exit status 2; an unavailable data source
+with exit status 3; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from heliowatch.daemon.cli import evaluate, forecast, models, regions, run, status, synth, train
+from heliowatch.daemon.errors import ConfigError
+from heliowatch.daemon.logs import configure_logging
+from heliowatch.daemon.service import heliowatch_version
+from heliowatch.models.core.errors import HeliowatchError
+from heliowatch.pipelines.errors import SourceUnavailable
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: The command modules, in the order ``heliowatch --help`` lists them.
+COMMANDS = (run, status, regions, forecast, synth, models, train, evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command."""
+    p = argparse.ArgumentParser(prog="heliowatch", description="Near-real-time SDO monitoring daemon.")
+    p.add_argument("--version", action="version", version=f"heliowatch {heliowatch_version()}")
+    p.add_argument("--config", metavar="PATH", help="configuration file (default: built-in offline defaults)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``heliowatch`` command."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.command != "run":
+        # Tools print their results on stdout; their log lines go to stderr, warnings and up.
+        configure_logging("warning", "console", stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except ConfigError as e:
+        print(f"heliowatch: config error: {e}", file=sys.stderr)
+        return 2
+    except SourceUnavailable as e:
+        print(f"heliowatch: unavailable: {e}", file=sys.stderr)
+        return 3
+    except HeliowatchError as e:
+        print(f"heliowatch: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""``heliowatch evaluate MODEL --data DIR``: skill scores on real data (and semi-real, synthetic)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from heliowatch.daemon.cli.common import add_config, config_of, progress_bar
+from heliowatch.daemon.wiring import runtime_options
+from heliowatch.models.core.errors import UsageError
+from heliowatch.models.flares.evaluate import evaluate_flares
+from heliowatch.models.flares.evaluate import format_report as format_flares
+from heliowatch.models.flares.evaluate import save_report as save_flares
+from heliowatch.models.regions.loaders import Detector, region_classifier, region_detector
+from heliowatch.pipelines.regions_eval import check_data_root, evaluate_regions, format_report, save_report
+
+__all__ = ["register"]
+
+
+def _regions(a: argparse.Namespace) -> int:
+    check_data_root(Path(a.data))
+    cfg = config_of(a)
+    opts = runtime_options(cfg)
+    cnn, _ = region_classifier("cnn", opts)
+    detectors: dict[str, Detector] = {}
+    for kind in dict.fromkeys([cfg.models.region_detector, "smart", "cnn"]):  # the configured one first
+        try:
+            detectors[kind] = region_detector(kind, opts)[0]
+        except UsageError as e:  # an untrained CNN is reported, not evaluated
+            print(f"not evaluated: {e}", file=sys.stderr)
+    out = Path(a.out)
+    res = evaluate_regions(
+        Path(a.data),
+        semireal_frames=a.frames,
+        synthetic_frames=a.frames,
+        cnn=cnn,
+        detectors=detectors,
+        progress=progress_bar("evaluate regions"),
+        example_png=out / "semireal-example.png",
+    )
+    print(format_report(res))
+    for p in save_report(res, out):
+        print(f"wrote {p}", file=sys.stderr)
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    if a.model == "regions":
+        return _regions(a)
+    if a.model != "flares":
+        msg = f"evaluate {a.model!r} is not available; evaluable: flares, regions"
+        raise UsageError(msg)
+    res = evaluate_flares(Path(a.data), progress=progress_bar("evaluate flares"))
+    print(format_flares(res))
+    for p in save_flares(res, Path(a.out)):
+        print(f"wrote {p}", file=sys.stderr)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """``heliowatch evaluate MODEL --data DIR``."""
+    p = sub.add_parser("evaluate", help="skill scores (TSS, HSS, BSS, AUC, reliability) on real data")
+    add_config(p)
+    p.add_argument("model", help="flares | regions")
+    p.add_argument("--data", required=True, help="flares: ../shared/data/sun2022-sharp-seq; regions: ../shared/data")
+    p.add_argument("--frames", type=int, default=8, help="regions: semi-real and synthetic frames each")
+    p.add_argument("--out", default="heliowatch-eval", help="directory for the report, JSON and reliability diagram")
+    p.set_defaults(func=_cmd_evaluate)

@@ -1,0 +1,112 @@
+"""``heliowatch status``, ``heliowatch products`` and ``heliowatch alerts test``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from heliowatch.daemon.cli.common import add_config, config_of
+from heliowatch.daemon.config import Config
+from heliowatch.daemon.state import StateStore
+from heliowatch.daemon.wiring import alert_center
+from heliowatch.models.core.errors import UsageError
+from heliowatch.models.core.times import SystemClock, iso_utc
+from heliowatch.pipelines.alerts import Alert
+from heliowatch.pipelines.errors import SourceUnavailable
+from heliowatch.pipelines.store.products import PRODUCTS, ProductStore
+
+__all__ = ["register"]
+
+
+def _state(cfg: Config) -> StateStore:
+    db = cfg.daemon.state_dir / "state.sqlite"
+    if not cfg.state.url and not db.exists():
+        msg = f"no state database at {db}: the daemon has not run with this configuration"
+        raise UsageError(msg)
+    return StateStore(cfg.state_url)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    cfg = config_of(args)
+    st = _state(cfg)
+    try:
+        out: dict[str, Any] = {
+            "state_dir": str(cfg.daemon.state_dir.resolve()),
+            "high_water": st.high_waters(),
+            "records_per_series": st.frame_counts(),
+            "latest_frames": [
+                {k: f[k] for k in ("series", "record", "segment", "t_rec_utc", "ingested_utc", "latency_s")}
+                for f in st.frames(limit=10)
+            ],
+            "rejected": st.reject_summary()[:20],
+            "product_failures": st.product_failures()[:20],
+        }
+    finally:
+        st.close()
+    summary = cfg.daemon.outputs / "run-summary.json"
+    if summary.exists():
+        out["last_run"] = json.loads(summary.read_text())
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def _cmd_products(args: argparse.Namespace) -> int:
+    cfg = config_of(args)
+    if args.product and args.product not in PRODUCTS:
+        msg = f"unknown product {args.product!r}; known: {', '.join(PRODUCTS)}"
+        raise UsageError(msg)
+    store = ProductStore(cfg.store.url) if cfg.store.url else ProductStore(_state(cfg).engine)
+    print(
+        json.dumps(
+            {"counts": store.counts(), "products": store.latest(args.product, limit=args.limit, region=args.region)}, indent=2
+        )
+    )
+    return 0
+
+
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    cfg = config_of(args)
+    if cfg.alerts.transport == "none":
+        msg = "alerts.transport is 'none': nothing to test"
+        raise UsageError(msg)
+    cfg.daemon.state_dir.mkdir(parents=True, exist_ok=True)
+    st = StateStore(cfg.state_url)
+    try:
+        center = alert_center(cfg, st)
+        assert center is not None
+        now = SystemClock().now()
+        stamp = iso_utc(now)
+        test = Alert(
+            "test", "[heliowatch] test alert", f"A test message from heliowatch at {stamp.replace('T', ' ')[:19]} UTC.", key=stamp
+        )
+        center.raise_alerts([test])
+        sent, failed = center.deliver()
+        where = cfg.maildir.resolve() if cfg.alerts.transport == "maildir" else f"{cfg.alerts.smtp.host}:{cfg.alerts.smtp.port}"
+        if failed or not sent:
+            err = next((a["last_error"] for a in center.outbox.recent(1)), None)
+            msg = f"test alert not delivered to {where} ({err}); it stays in the outbox and will be retried by the daemon"
+            raise SourceUnavailable(msg)
+    finally:
+        st.close()
+    print(f"test alert delivered to {', '.join(cfg.alerts.recipients)} via {cfg.alerts.transport} ({where})")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """``status``, ``alerts`` and ``products``."""
+    st = sub.add_parser("status", help="what the daemon last did (JSON)")
+    add_config(st)
+    st.set_defaults(func=_cmd_status)
+
+    al = sub.add_parser("alerts", help="the mailing list: `alerts test` sends a test message")
+    add_config(al)
+    al.add_argument("action", choices=["test"])
+    al.set_defaults(func=_cmd_alerts)
+
+    pr = sub.add_parser("products", help="latest products from the store (JSON)")
+    add_config(pr)
+    pr.add_argument("--product", help=", ".join(PRODUCTS))
+    pr.add_argument("--region", help="e.g. 'NOAA 11158'")
+    pr.add_argument("--limit", type=int, default=20)
+    pr.set_defaults(func=_cmd_products)

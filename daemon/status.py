@@ -1,0 +1,79 @@
+"""What the status page and ``/status.json`` show: assembled from the products' snapshots, the
+state database and the outbox (no SQL here: each store answers for itself)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from heliowatch.daemon.wiring import App
+from heliowatch.pipelines.products.flares import FlaresProduct
+from heliowatch.pipelines.products.regions import RegionsProduct
+
+__all__ = ["StatusView"]
+
+
+def _version() -> str:
+    try:
+        return version("heliowatch")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class StatusView:
+    """The status dict of a running daemon.
+
+    Parameters
+    ----------
+    app : App
+    healthy : callable
+        Whether the scheduler's health tick runs.
+    once : bool
+        A ``--once`` run counts as healthy (it has no scheduler).
+    """
+
+    def __init__(self, app: App, *, healthy: Callable[[], bool], once: bool = False) -> None:
+        self.app = app
+        self.healthy = healthy
+        self.once = once
+
+    def snapshot(self) -> dict[str, Any]:
+        """The status as a JSON-able dict."""
+        app = self.app
+        fd = None
+        quicklook = None
+        for p in app.products:
+            if isinstance(p, FlaresProduct):
+                fd = p.snapshot.latest
+            elif isinstance(p, RegionsProduct):
+                quicklook = p.latest.quicklook
+        counts = app.state.frame_counts()
+        rejects: dict[str, int] = {}
+        for r in app.state.reject_summary():
+            rejects[r["series"]] = rejects.get(r["series"], 0) + 1
+        health = []
+        for ing in app.ingestors:
+            hw = app.state.high_water(ing.source.name)
+            latest = app.state.frames(ing.source.series, limit=1)
+            health.append(
+                {
+                    "series": ing.source.name,
+                    "last_record_utc": hw[0] if hw else None,
+                    "latency_s": latest[0]["latency_s"] if latest else None,
+                    "records": counts.get(ing.source.series, 0),
+                    "rejected": rejects.get(ing.source.series, 0),
+                }
+            )
+        alerts = app.alerts.outbox.recent(10) if app.alerts is not None else []
+        return {
+            "version": _version(),
+            "source": "replay" if app.standin is not None else app.cfg.jsoc.server,
+            "healthy": self.healthy() or self.once,
+            "full_disk": {k: v for k, v in asdict(fd).items() if k != "regions"} if fd else None,
+            "regions": [asdict(r) for r in fd.regions] if fd else [],
+            "health": health,
+            "alerts": [{k: a[k] for k in ("created_utc", "kind", "subject", "status")} for a in alerts],
+            "quicklook": quicklook,
+        }

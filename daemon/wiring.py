@@ -1,0 +1,410 @@
+"""The composition root: the one place that turns a :class:`~heliowatch.daemon.config.Config` into objects.
+
+In the manner of Synapse's ``server.py``: the clock, the state and products databases, the
+alert outbox and its transport, the JSOC client (or a replay stand-in), the model runtimes
+with their options, the products, the fan-out, the sources and their ingestors, and the
+metrics are all built here, in this order, and handed down. Nothing below the daemon reads
+the configuration or builds its own clock; the lower layers declare small Protocols (an
+ingest state, processed keys, observers) and get these objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import structlog
+
+from heliowatch.daemon.config import Config
+from heliowatch.daemon.errors import ConfigError
+from heliowatch.daemon.metrics import Metrics
+from heliowatch.daemon.state import StateStore
+from heliowatch.models.core.errors import UsageError
+from heliowatch.models.core.times import Clock, SystemClock
+from heliowatch.models.flares.forecaster import FlareForecaster
+from heliowatch.models.regions.loaders import region_classifier, region_detector
+from heliowatch.models.runtime.base import RuntimeObserver, RuntimeOptions
+from heliowatch.models.runtime.runtime import Runtime, open_runtime
+from heliowatch.pipelines.alert_rules import Rules
+from heliowatch.pipelines.alerts import AlertCenter
+from heliowatch.pipelines.errors import SourceUnavailable
+from heliowatch.pipelines.events import EventSource
+from heliowatch.pipelines.fanout import FanOut
+from heliowatch.pipelines.frames import Source
+from heliowatch.pipelines.ingest import Ingestor
+from heliowatch.pipelines.jsoc import JsocClient, RetryPolicy
+from heliowatch.pipelines.mail import MaildirTransport, SmtpTransport, Transport
+from heliowatch.pipelines.products.base import Catalogue, Product
+from heliowatch.pipelines.products.data_health import DataHealthProduct
+from heliowatch.pipelines.products.flares import FlaresProduct, FlaresSnapshot
+from heliowatch.pipelines.products.regions import RegionsProduct, RegionsSnapshot
+from heliowatch.pipelines.srs import SRSFeed
+from heliowatch.pipelines.standin.archive import Archive, ReplayClock, demo_archive_path
+from heliowatch.pipelines.standin.faults import FaultSpec
+from heliowatch.pipelines.standin.server import StandinServer
+from heliowatch.pipelines.store.ledger import LedgerStore
+from heliowatch.pipelines.store.outbox import OutboxStore
+from heliowatch.pipelines.store.products import ProductStore
+from heliowatch.pipelines.verification import Ledger, Verifier
+
+__all__ = ["REPLAY_EMAIL", "App", "alert_center", "build", "open_replay", "runtime_options", "sources"]
+
+log = structlog.get_logger(__name__)
+
+REPLAY_EMAIL = "replay@heliowatch.invalid"
+
+
+def open_replay(
+    archive: str, *, latency_s: float, speed: float, max_gap_s: float, fault: str | None = None
+) -> tuple[StandinServer, ReplayClock]:
+    """Start a JSOC stand-in with a replay clock over ``archive`` ("demo" or a directory), on 127.0.0.1.
+
+    Returns
+    -------
+    (StandinServer, ReplayClock)
+        The serving stand-in and its clock.
+
+    Raises
+    ------
+    UsageError
+        If the archive is not a directory of JSOC-named FITS files, or the fault spec is bad.
+    """
+    root = demo_archive_path() if archive == "demo" else Path(archive)
+    if not root.is_dir():
+        msg = f"replay archive {root} is not a directory (use 'demo' for the bundled one)"
+        raise UsageError(msg)
+    try:
+        faults = FaultSpec.parse(fault)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    arch = Archive(root, latency_s=latency_s, aia_out_of_order_s=faults.aia_out_of_order, seed=faults.seed)
+    if not arch.records:
+        msg = f"replay archive {root} holds no FITS files named like JSOC exports (<series>.<keys>.<segment>.fits)"
+        raise UsageError(msg)
+    clock = ReplayClock(arch.visibility_times(), speed=speed, max_gap_s=max_gap_s)
+    return StandinServer(arch, faults=faults, clock=clock).start(), clock
+
+
+def runtime_options(cfg: Config, *, observer: RuntimeObserver | None = None) -> RuntimeOptions:
+    """``[models]`` as the runtime's options (retrained weights looked for first)."""
+    m = cfg.models
+    return RuntimeOptions(
+        export_dir=cfg.export_dir,
+        cache_dir=cfg.trt_cache_dir,
+        backend=m.backend,
+        fp16=m.fp16,
+        torch_compile=m.torch_compile,
+        max_batch=m.max_batch,
+        weights_dirs=(cfg.weights_dir,),
+        observer=observer,
+    )
+
+
+def sources(cfg: Config) -> list[Source]:
+    """The JSOC sources the configuration enables."""
+    j = cfg.jsoc
+    out = []
+    if "magnetogram" in j.enabled_sources:
+        out.append(Source("magnetogram", j.magnetogram_series, (j.magnetogram_segment,)))
+    if "sharp" in j.enabled_sources:
+        out.append(Source("sharp", j.sharp_series, tuple(j.sharp_segments)))
+    if "aia" in j.enabled_sources:
+        # NRT AIA arrives out of time order; re-query the last 30 min (deduplicated on record).
+        out += [Source("aia", j.aia_series, (j.aia_segment,), wavelength=w, reorder_window_s=1800) for w in j.aia_wavelengths]
+    return out
+
+
+def transport(cfg: Config) -> Transport:
+    """The mail transport of ``[alerts]``."""
+    a = cfg.alerts
+    if a.transport == "maildir":
+        return MaildirTransport(cfg.maildir.resolve())
+    s = a.smtp
+    return SmtpTransport(
+        host=s.host,
+        port=s.port,
+        starttls=s.starttls,
+        username=s.username,
+        password=s.password.reveal(),
+        timeout_s=s.timeout_s,
+        cafile=s.cafile,
+    )
+
+
+def alert_center(
+    cfg: Config, state: StateStore, *, metrics: Metrics | None = None, clock: Clock | None = None
+) -> AlertCenter | None:
+    """The outbox and its delivery, or None when ``alerts.transport = 'none'``."""
+    a = cfg.alerts
+    if a.transport == "none":
+        return None
+    return AlertCenter(
+        OutboxStore(state.engine),
+        transport(cfg),
+        sender=a.sender,
+        recipients=list(a.recipients),
+        list_id=a.list_id,
+        dedup_window_s=a.dedup_window_minutes * 60,
+        digest_threshold=a.digest_threshold,
+        retry_base_s=a.retry_base_s,
+        retry_max_s=a.retry_max_s,
+        observer=metrics,
+        clock=clock,
+    )
+
+
+def _events(cfg: Config, standin: StandinServer | None, clock: Clock) -> EventSource | None:
+    f = cfg.flares
+    if f.event_source == "replay" and standin is not None:
+        files = sorted((standin.archive.root / "events").glob("*.json"))
+        return EventSource(files=files, clock=clock) if files else None
+    if f.event_source == "files":
+        return EventSource(files=[Path(p) for p in f.event_files], clock=clock)
+    if f.event_source == "swpc":
+        return EventSource(
+            url=f.event_url,
+            cache=cfg.daemon.state_dir / "events" / "swpc-xray-flares.json",
+            refresh_s=f.event_refresh_s,
+            clock=clock,
+        )
+    return None
+
+
+def _srs_feed(cfg: Config, standin: StandinServer | None) -> SRSFeed | None:
+    g = cfg.regions
+    if g.srs_source == "replay" and standin is not None:
+        root = standin.archive.root / "srs"
+        return SRSFeed(root) if root.is_dir() else None
+    if g.srs_source == "dir":
+        return SRSFeed(cfg.srs_dir)
+    if g.srs_source == "swpc":
+        return SRSFeed(cfg.srs_dir, url=g.srs_url, refresh_s=g.srs_refresh_s)
+    return None
+
+
+@dataclass
+class App:
+    """Everything a running heliowatch is made of (built by :func:`build`)."""
+
+    cfg: Config
+    clock: Clock
+    speed: float
+    metrics: Metrics
+    state: StateStore
+    store: ProductStore
+    alerts: AlertCenter | None
+    rules: Rules
+    catalogue: Catalogue
+    products: list[Product]
+    fanout: FanOut
+    verifier: Verifier | None
+    client: JsocClient
+    sources: list[Source]
+    ingestors: list[Ingestor]
+    standin: StandinServer | None = None
+    replay_clock: ReplayClock | None = None
+    product_by_name: dict[str, Product] = field(default_factory=dict)
+
+    @property
+    def outputs(self) -> Path:
+        """The output directory (absolute: products record paths to each other)."""
+        return self.cfg.daemon.outputs.resolve()
+
+    def close(self) -> None:
+        """Stop the stand-in and close the databases."""
+        if self.standin is not None:
+            self.standin.stop()
+        self.state.close()
+
+
+def build_products(
+    cfg: Config,
+    *,
+    options: RuntimeOptions,
+    catalogue: Catalogue,
+    rules: Rules,
+    outputs: Path,
+    events: EventSource | None,
+    srs: SRSFeed | None,
+    clock: Clock,
+) -> list[Product]:
+    """The products the configuration enables, in the order the fan-out runs them."""
+    m = cfg.models
+    cnn, cnn_model = region_classifier(m.region_classifier, options)
+    detect, det_model = region_detector(m.region_detector, options)
+    products: list[Product] = [DataHealthProduct()]
+    if cfg.flares.enabled:
+        flare_cnn: Runtime | None = open_runtime(cfg.flares.cnn_model, options) if cfg.flares.cnn_model else None
+        products.append(
+            FlaresProduct(
+                forecaster=FlareForecaster(),
+                events=events,
+                catalogue=catalogue,
+                outputs=outputs,
+                rules=rules,
+                cnn=flare_cnn,
+                occlusion_threshold=cfg.flares.occlusion_threshold,
+                clock=clock,
+            )
+        )
+    products.append(
+        RegionsProduct(
+            detector=detect,
+            detector_model=det_model,
+            classifier=cnn,
+            classifier_model=cnn_model,
+            srs=srs,
+            catalogue=catalogue,
+            outputs=outputs,
+            rules=rules,
+            srs_match_deg=cfg.regions.srs_match_deg,
+            clock=clock,
+        )
+    )
+    return products
+
+
+def build(cfg: Config, *, once: bool = False, fault: str | None = None) -> App:
+    """Build a heliowatch from its configuration (start-up steps in order).
+
+    Raises
+    ------
+    ConfigError
+        When a configured series or keyword does not exist at the JSOC.
+    UsageError
+        For a bad replay archive or fault spec.
+    """
+    cfg.daemon.state_dir.mkdir(parents=True, exist_ok=True)
+    outputs = cfg.daemon.outputs.resolve()
+    outputs.mkdir(parents=True, exist_ok=True)
+    metrics = Metrics()
+    standin: StandinServer | None = None
+    replay_clock: ReplayClock | None = None
+    clock: Clock = SystemClock()
+    speed = 1.0
+    server, email = cfg.jsoc.server, cfg.jsoc.email.reveal()
+    if server == "replay":
+        r = cfg.replay
+        standin, replay_clock = open_replay(r.archive, latency_s=r.latency_s, speed=r.speed, max_gap_s=r.max_gap_s, fault=fault)
+        if once:
+            replay_clock.jump_to_end()
+        server, clock, speed = standin.url, replay_clock, r.speed
+        email = email or REPLAY_EMAIL
+        log.info(
+            "replay_started", archive=r.archive, url=server, speed=speed, records=sum(map(len, standin.archive.records.values()))
+        )
+    state = StateStore(cfg.state_url, clock=clock)
+    store = ProductStore(cfg.store.url or state.engine, clock=clock)
+    alerts = alert_center(cfg, state, metrics=metrics)
+    rules = Rules(**cfg.alerts.rules.__dict__)
+    j = cfg.jsoc
+    client = JsocClient(
+        server,
+        email=email,
+        timeout_s=j.timeout_s,
+        retry=RetryPolicy(retries=j.retries, base_s=j.backoff_base_s, max_s=j.backoff_max_s),
+        observer=metrics,
+        max_file_bytes=int(j.max_file_mb * 1024 * 1024),
+        export_wait_s=j.export_wait_s,
+    )
+    srcs = sources(cfg)
+    if standin is not None:
+        present = set(standin.archive.series_names())
+        for s in [s for s in srcs if s.series not in present]:
+            log.warning("source_not_in_archive", series=s.series)
+        srcs = [s for s in srcs if s.series in present]
+    _check_sources(client, srcs)
+    metrics.init_series([s.name for s in srcs])
+    catalogue = Catalogue()
+    events = _events(cfg, standin, clock)
+    if events is None and cfg.flares.enabled:
+        log.warning("flare_events_unavailable", source=cfg.flares.event_source, effect="forecasts marked degraded")
+    options = runtime_options(cfg, observer=metrics)
+    products = build_products(
+        cfg,
+        options=options,
+        catalogue=catalogue,
+        rules=rules,
+        outputs=outputs,
+        events=events,
+        srs=_srs_feed(cfg, standin),
+        clock=clock,
+    )
+    metrics.init_products([p.name for p in products])
+    ledger = LedgerStore(state.engine)
+    verifier = Verifier(Ledger(ledger), events, days=cfg.flares.verification_days) if cfg.flares.enabled else None
+    fanout = FanOut(products, store=store, keys=state, outputs=outputs, alerts=alerts, ledger=ledger, observer=metrics)
+    frames_dir = cfg.daemon.state_dir / "frames"
+    ingestors = [
+        Ingestor(
+            s,
+            client,
+            state,
+            frames_dir,
+            clock=clock,
+            observer=metrics,
+            lookback_hours=j.lookback_hours,
+            max_records=j.max_records_per_poll,
+            first_start=replay_clock.start - 3600 if replay_clock is not None else None,
+            ingest_log=outputs / "ingest.jsonl",
+        )
+        for s in srcs
+    ]
+    app = App(
+        cfg=cfg,
+        clock=clock,
+        speed=speed,
+        metrics=metrics,
+        state=state,
+        store=store,
+        alerts=alerts,
+        rules=rules,
+        catalogue=catalogue,
+        products=products,
+        fanout=fanout,
+        verifier=verifier,
+        client=client,
+        sources=srcs,
+        ingestors=ingestors,
+        standin=standin,
+        replay_clock=replay_clock,
+        product_by_name={p.name: p for p in products},
+    )
+    _watch(app)
+    return app
+
+
+def _watch(app: App) -> None:
+    """Scrape-time metrics from the products' snapshots."""
+    m = app.metrics
+    for p in app.products:
+        if isinstance(p, RegionsProduct):
+            m.watch_regions(partial(_regions_snapshot, p))
+        elif isinstance(p, FlaresProduct):
+            m.watch_flares(partial(_flares_snapshot, p))
+    if app.verifier is not None:
+        m.watch_verification(app.verifier)
+    if app.alerts is not None:
+        m.watch_outbox(app.alerts.pending)
+
+
+def _regions_snapshot(p: RegionsProduct) -> RegionsSnapshot:
+    return p.latest
+
+
+def _flares_snapshot(p: FlaresProduct) -> FlaresSnapshot:
+    return p.snapshot
+
+
+def _check_sources(client: JsocClient, srcs: list[Source]) -> None:
+    """series_struct check at start-up: a missing series or keyword is a config error."""
+    field_of = {"magnetogram": "magnetogram_series", "sharp": "sharp_series", "aia": "aia_series"}
+    for s in {s.series: s for s in srcs}.values():
+        try:
+            client.check_series(s.series, keys=["T_REC", "QUALITY"], segments=s.segments)
+        except SourceUnavailable as e:
+            if "lacks" in str(e) or "does not exist" in str(e):
+                raise ConfigError(str(e), ("jsoc", field_of[s.kind])) from e
+            # The JSOC is down: keep going; polls retry and the metrics show it.
+            log.warning("startup_check_deferred", series=s.series, error=str(e)[:300])

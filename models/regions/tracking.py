@@ -1,0 +1,87 @@
+"""Tracking regions from frame to frame with differential rotation, and joining catalogues by position.
+
+A region keeps its id from frame to frame when a region of the previous frame, rotated
+differentially to the new time, lies within a few degrees.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from heliowatch.models.regions.detect import DetectedRegion
+
+__all__ = ["Tracker", "match_position"]
+
+
+class Tracker:
+    """Carry region ids across frames with differential rotation."""
+
+    def __init__(self, *, match_deg: float = 5.0) -> None:
+        self.match_deg = match_deg
+        self.prev: list[tuple[int, float, float, str]] = []  # (track id, lat, lon, class)
+        self.prev_time: dt.datetime | None = None
+        self.next_id = 1
+
+    @staticmethod
+    def rate_deg_per_day(lat: float) -> float:
+        """Synodic differential rotation (Snodgrass & Ulrich 1990, sidereal minus Earth's orbital rate)."""
+        s2 = math.sin(math.radians(lat)) ** 2
+        return 14.71 - 2.39 * s2 - 1.78 * s2 * s2 - 0.986
+
+    def update(self, regions: list[DetectedRegion], t_utc: str) -> dict[int, str | None]:
+        """Assign ``track_id``s; returns track id -> the class it had in the previous frame."""
+        t = dt.datetime.fromisoformat(t_utc.replace("Z", "+00:00"))
+        days = (t - self.prev_time).total_seconds() / 86400 if self.prev_time else 0.0
+        prior: dict[int, str | None] = {}
+        used: set[int] = set()
+        for r in regions:
+            best, best_d = None, self.match_deg
+            for tid, la, lo, cls in self.prev:
+                if tid in used:
+                    continue
+                lo_now = lo + self.rate_deg_per_day(la) * days
+                d = math.hypot(r.hgs_lat - la, (r.hgs_lon - lo_now) * math.cos(math.radians(la)))
+                if d < best_d:
+                    best, best_d = (tid, cls), d
+            if best is None:
+                r.track_id = self.next_id
+                self.next_id += 1
+                prior[r.track_id] = None
+            else:
+                r.track_id = best[0]
+                used.add(best[0])
+                prior[r.track_id] = best[1]
+        self.prev = [(r.track_id or 0, r.hgs_lat, r.hgs_lon, r.mtwilson) for r in regions]
+        self.prev_time = t
+        return prior
+
+
+def match_position(
+    lat: float,
+    lon: float,
+    t_utc: str,
+    candidates: list[dict[str, Any]],
+    *,
+    max_deg: float = 5.0,
+    max_hours: float = 3.0,
+) -> dict[str, Any] | None:
+    """The candidate (with ``hgs_lat``, ``hgs_lon``, ``t_rec_utc``) nearest a position, after
+    rotating it differentially to ``t_utc``; None when none is within ``max_deg`` and ``max_hours``.
+
+    Used to join detections with SHARP/NOAA regions: HARP numbers differ between NRT and
+    definitive series, so regions are joined on position and time, never on HARPNUM.
+    """
+    t = dt.datetime.fromisoformat(t_utc.replace("Z", "+00:00"))
+    best, best_d = None, max_deg
+    for c in candidates:
+        tc = dt.datetime.fromisoformat(str(c["t_rec_utc"]).replace("Z", "+00:00"))
+        hours = (t - tc).total_seconds() / 3600
+        if abs(hours) > max_hours:
+            continue
+        lon_now = c["hgs_lon"] + Tracker.rate_deg_per_day(c["hgs_lat"]) * hours / 24
+        d = math.hypot(lat - c["hgs_lat"], (lon - lon_now) * math.cos(math.radians(lat)))
+        if d < best_d:
+            best, best_d = c, d
+    return best

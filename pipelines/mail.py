@@ -1,0 +1,139 @@
+"""How alert mail travels (the one module of heliowatch that speaks SMTP): SMTP or a local maildir.
+
+Messages carry plain text and HTML alternatives, attachments (quicklook, occlusion map, jet
+strip), ``Message-ID``, ``Date``, ``List-Id``, and ``In-Reply-To``/``References`` pointing at
+the first alert about the same region so mail clients thread follow-ups. SMTP supports
+STARTTLS and authentication (the password from the environment or a credentials file).
+Maildir delivery is exactly-once (the file is named by Message-ID); SMTP is at-least-once
+across a crash between the server's acceptance and our commit, and the stable Message-ID
+lets list servers drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+from heliowatch.pipelines.errors import SourceUnavailable
+
+__all__ = ["DeliveryError", "MaildirTransport", "Message", "SmtpTransport", "Transport"]
+
+
+class DeliveryError(SourceUnavailable):
+    """A message could not be delivered now (it stays in the outbox and is retried)."""
+
+
+@dataclass
+class Message:
+    """One alert mail."""
+
+    sender: str
+    recipients: list[str]
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    list_id: str
+    kind: str
+    in_reply_to: str | None = None
+    attachments: list[Path] = field(default_factory=list)
+
+    def email(self) -> EmailMessage:
+        """The RFC 5322 message."""
+        msg = EmailMessage()
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(self.recipients)
+        msg["Subject"] = self.subject
+        msg["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = self.message_id
+        msg["List-Id"] = self.list_id
+        msg["X-Heliowatch-Kind"] = self.kind
+        if self.in_reply_to:
+            msg["In-Reply-To"] = self.in_reply_to
+            msg["References"] = self.in_reply_to
+        text = self.text
+        missing = [p for p in self.attachments if not p.exists()]
+        if missing:
+            text += "\n\n(attachments no longer on disk: " + ", ".join(p.name for p in missing) + ")"
+        msg.set_content(text)
+        msg.add_alternative(self.html, subtype="html")
+        for path in self.attachments:
+            if path.exists():
+                sub = "png" if path.suffix == ".png" else ("gif" if path.suffix == ".gif" else "octet-stream")
+                main = "image" if sub in ("png", "gif") else "application"
+                msg.add_attachment(path.read_bytes(), maintype=main, subtype=sub, filename=path.name)
+        return msg
+
+
+class Transport(Protocol):
+    """Sends one message or raises :class:`DeliveryError`."""
+
+    kind: str
+
+    def send(self, message: Message) -> None:
+        """Deliver ``message``."""
+        ...
+
+
+class MaildirTransport:
+    """Deliver into a local maildir (``tmp`` then ``new``), named by Message-ID: exactly once."""
+
+    kind = "maildir"
+
+    def __init__(self, maildir: Path) -> None:
+        self.maildir = maildir
+
+    def send(self, message: Message) -> None:
+        """Write the message into ``<maildir>/new`` unless it is already there."""
+        try:
+            for sub in ("tmp", "new", "cur"):
+                (self.maildir / sub).mkdir(parents=True, exist_ok=True)
+            name = message.message_id.strip("<>").replace("/", "_")
+            final = self.maildir / "new" / name
+            if final.exists() or (self.maildir / "cur" / name).exists():
+                return  # delivered before a crash: exactly once
+            tmp = self.maildir / "tmp" / f"{name}.{os.getpid()}"
+            tmp.write_bytes(message.email().as_bytes())
+            os.replace(tmp, final)
+        except OSError as e:
+            msg = f"maildir {self.maildir}: {e.strerror or e}"
+            raise DeliveryError(msg) from e
+
+
+@dataclass
+class SmtpTransport:
+    """Deliver through the mailing list's SMTP server."""
+
+    host: str = "127.0.0.1"
+    port: int = 25
+    starttls: bool = False
+    username: str = ""
+    password: str = ""
+    timeout_s: float = 30.0
+    cafile: str = ""
+    kind: str = "smtp"
+
+    def send(self, message: Message) -> None:
+        """One SMTP session per message (EHLO, optional STARTTLS and AUTH, then the message)."""
+        try:
+            ctx = ssl.create_default_context(cafile=self.cafile or None)
+            with smtplib.SMTP(
+                self.host, self.port, timeout=self.timeout_s, local_hostname=socket.gethostname() or "localhost"
+            ) as s:
+                s.ehlo()
+                if self.starttls:
+                    s.starttls(context=ctx)
+                    s.ehlo()
+                if self.username:
+                    s.login(self.username, self.password)
+                s.send_message(message.email(), from_addr=message.sender, to_addrs=message.recipients)
+        except (OSError, smtplib.SMTPException, ssl.SSLError) as e:
+            msg = f"SMTP {self.host}:{self.port}: {type(e).__name__}: {e}"
+            raise DeliveryError(msg) from e

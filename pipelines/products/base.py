@@ -1,0 +1,165 @@
+"""The product interface and what products hand to the fan-out.
+
+A :class:`Product` declares the source kinds it consumes and turns the verified frames of
+one record (or of one T_REC of a source, for SHARPs) into a :class:`Batch`: records for the
+store, files for the output directory and alerts for the outbox. It never writes any of them
+itself; :class:`heliowatch.pipelines.fanout.FanOut` does, and marks (product, record)
+processed. A product may split its work into :meth:`SplitProduct.analyse` (expensive, pure,
+one record: what a backfill runs on Dask workers) and :meth:`SplitProduct.assemble`
+(stateful, cheap, in time order).
+
+Products share what they know of the Sun through the in-memory :class:`Catalogue` (the
+current regions and HARPs), not by reading each other back from the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from heliowatch.models.core.times import parse_iso
+from heliowatch.pipelines.alerts import Alert
+from heliowatch.pipelines.frames import VerifiedFrame
+
+__all__ = ["Artifact", "Batch", "Catalogue", "LedgerEntry", "Product", "ProductRecord", "SplitProduct"]
+
+
+@dataclass
+class ProductRecord:
+    """One row for the products store, idempotent on ``(kind, key)``."""
+
+    kind: str
+    key: str
+    t_utc: str
+    payload: dict[str, Any]
+    region: str | None = None
+
+
+@dataclass
+class Artifact:
+    """A file to write under the output directory (atomically, by the fan-out)."""
+
+    path: Path  # relative to the output directory
+    data: bytes
+
+
+@dataclass
+class LedgerEntry:
+    """The probabilities of one forecast issue, for live verification: ``(scope, level, p, noaa_ar)`` rows."""
+
+    issue_time: str
+    window_end: str
+    rows: list[tuple[str, str, float, int | None]]
+
+
+@dataclass
+class Batch:
+    """Everything one product made of one unit of input."""
+
+    records: list[ProductRecord] = field(default_factory=list)
+    files: list[Artifact] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    alerts_at: dt.datetime | None = None  # the data time the alerts are about (rate limits follow it)
+    ledger: list[LedgerEntry] = field(default_factory=list)
+
+    def extend(self, other: Batch) -> Batch:
+        """Append another batch's contents (alert time: the later one)."""
+        self.records += other.records
+        self.files += other.files
+        self.alerts += other.alerts
+        self.ledger += other.ledger
+        if other.alerts_at is not None and (self.alerts_at is None or other.alerts_at > self.alerts_at):
+            self.alerts_at = other.alerts_at
+        return self
+
+
+@runtime_checkable
+class Product(Protocol):
+    """A product: ``name`` (its processed-keys id) and the source kinds it consumes."""
+
+    name: str
+    consumes: frozenset[str]
+
+    def process(self, frames: Sequence[VerifiedFrame]) -> Batch:
+        """Turn the frames of one unit (one record, or one T_REC of a source) into a batch."""
+        ...
+
+
+@runtime_checkable
+class SplitProduct(Product, Protocol):
+    """A product whose expensive part is a pure function of one record."""
+
+    def analyse(self, frame: VerifiedFrame) -> Any:
+        """The expensive, stateless part (runs anywhere: another process, a Dask worker)."""
+        ...
+
+    def assemble(self, frames: Sequence[VerifiedFrame], analyses: Sequence[Any]) -> Batch:
+        """The stateful part, called in time order with each frame's analysis."""
+        ...
+
+
+def _hours(a: str, b: str) -> float:
+    return (parse_iso(a) - parse_iso(b)).total_seconds() / 3600
+
+
+class Catalogue:
+    """What the products currently know of the disk: detected regions and SHARP patches (HARPs).
+
+    The region product publishes each magnetogram's detections, the flare product each SHARP
+    record; products look them up by time. Entries are dicts with at least ``hgs_lat``,
+    ``hgs_lon`` and ``t_rec_utc``. Thread-safe: the sources are polled by separate jobs.
+
+    Parameters
+    ----------
+    keep_hours : float
+        Entries older than this (relative to the newest of their kind) are dropped.
+    """
+
+    def __init__(self, *, keep_hours: float = 48.0) -> None:
+        self.keep_hours = keep_hours
+        self._lock = threading.Lock()
+        self._regions: list[dict[str, Any]] = []
+        self._harps: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _prune(entries: list[dict[str, Any]], keep_hours: float) -> list[dict[str, Any]]:
+        if not entries:
+            return entries
+        newest = max(e["t_rec_utc"] for e in entries)
+        return [e for e in entries if _hours(newest, e["t_rec_utc"]) <= keep_hours]
+
+    def publish_regions(self, t_rec_utc: str, regions: list[dict[str, Any]]) -> None:
+        """Replace the detections of the frame at ``t_rec_utc``."""
+        with self._lock:
+            kept = [r for r in self._regions if r["t_rec_utc"] != t_rec_utc]
+            self._regions = self._prune(kept + [{**r, "t_rec_utc": t_rec_utc} for r in regions], self.keep_hours)
+
+    def publish_harps(self, harps: list[dict[str, Any]]) -> None:
+        """Add SHARP records (``harpnum``, ``noaa_ar``, position, ``t_rec_utc``)."""
+        with self._lock:
+            new = {(h.get("harpnum"), h["t_rec_utc"]) for h in harps}
+            kept = [h for h in self._harps if (h.get("harpnum"), h["t_rec_utc"]) not in new]
+            self._harps = self._prune(kept + [dict(h) for h in harps], self.keep_hours)
+
+    def regions(self, t_utc: str, *, max_hours: float = 3.0) -> list[dict[str, Any]]:
+        """Detections within ``max_hours`` of ``t_utc`` (either side)."""
+        with self._lock:
+            return [dict(r) for r in self._regions if abs(_hours(t_utc, r["t_rec_utc"])) <= max_hours]
+
+    def harps(self, t_utc: str, *, max_hours: float = 6.0) -> list[dict[str, Any]]:
+        """SHARP records within ``max_hours`` of ``t_utc`` that have a finite position."""
+        with self._lock:
+            return [
+                dict(h)
+                for h in self._harps
+                if abs(_hours(t_utc, h["t_rec_utc"])) <= max_hours
+                and h.get("hgs_lat") is not None
+                and h.get("hgs_lon") is not None
+                and math.isfinite(h["hgs_lat"])
+                and math.isfinite(h["hgs_lon"])
+            ]

@@ -1,0 +1,201 @@
+"""The flare product: a forecast issue for every SHARP cadence.
+
+The SHARP records of one T_REC make one issue: a forecast per region (each record read into
+the forecaster's input in :meth:`FlaresProduct.analyse`), the Mt. Wilson class of the region
+detected at the same place and time (from the catalogue), occlusion maps for regions above
+the threshold (made with the seed CNN, whose card says whether it is synthetic), the full-disk
+forecast, its JSON and CCMC exports, the ledger rows live verification scores later, one
+store record per region and per issue, and the flare alerts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import structlog
+
+from heliowatch.models.core.times import Clock, SystemClock
+from heliowatch.models.core.vocabulary import ProductKind, RecordKind
+from heliowatch.models.flares.cnn import occlusion_map, occlusion_png, prepare_patch
+from heliowatch.models.flares.forecaster import EventHistory, FlareForecaster, FullDiskForecast, RegionForecast, SharpInput
+from heliowatch.models.regions.tracking import match_position
+from heliowatch.models.runtime.runtime import Runtime
+from heliowatch.pipelines.alert_rules import Rules
+from heliowatch.pipelines.events import EventSource
+from heliowatch.pipelines.flare_exports import export_files
+from heliowatch.pipelines.frames import VerifiedFrame
+from heliowatch.pipelines.products.base import Artifact, Batch, Catalogue, LedgerEntry, ProductRecord
+from heliowatch.pipelines.sharp import sharp_input
+
+__all__ = ["FlaresProduct", "FlaresSnapshot"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class FlaresSnapshot:
+    """The latest issue, for metrics and the status page."""
+
+    latest: FullDiskForecast | None = None
+    issues: int = 0
+    issued_at: float = 0.0  # wall time of the latest issue (staleness alerts)
+
+
+class FlaresProduct:
+    """Flare forecasts from SHARP records.
+
+    Parameters
+    ----------
+    forecaster : FlareForecaster
+        The shipped (or retrained) models.
+    events : EventSource or None
+        GOES events (flare history); None degrades forecasts.
+    catalogue : Catalogue
+        Regions in (their classes), HARPs out.
+    outputs : pathlib.Path
+        Output directory; issues go to ``<outputs>/forecasts/<YYYY-MM-DD>/``.
+    rules : Rules
+        Alert thresholds.
+    cnn : Runtime or None
+        The CNN of the occlusion maps (None: no maps).
+    occlusion_threshold : float
+        Regions with P(>=M) at or above it get an occlusion map.
+    clock : Clock or None
+        When an issue was made (the system clock by default).
+    """
+
+    name = ProductKind.FLARES.value
+    consumes = frozenset({"sharp"})
+
+    def __init__(
+        self,
+        *,
+        forecaster: FlareForecaster,
+        events: EventSource | None,
+        catalogue: Catalogue,
+        outputs: Path,
+        rules: Rules,
+        cnn: Runtime | None = None,
+        occlusion_threshold: float = 0.5,
+        clock: Clock | None = None,
+    ) -> None:
+        self.forecaster = forecaster
+        self.events = events
+        self.catalogue = catalogue
+        self.outputs = outputs
+        self.rules = rules
+        self.cnn = cnn
+        self.threshold = occlusion_threshold
+        self.clock: Clock = clock or SystemClock()
+        self.snapshot = FlaresSnapshot()
+
+    def analyse(self, frame: VerifiedFrame) -> SharpInput:
+        """One SHARP record as the forecaster's input (its header from the LOS segment, else Br)."""
+        primary = frame.segment("magnetogram", "Br")
+        return sharp_input(primary, frame.segments, file=str(primary.path))
+
+    def process(self, frames: Sequence[VerifiedFrame]) -> Batch:
+        """Analyse and assemble the records of one T_REC."""
+        return self.assemble(frames, [self.analyse(f) for f in frames])
+
+    def assemble(self, frames: Sequence[VerifiedFrame], analyses: Sequence[SharpInput]) -> Batch:
+        """One issue per T_REC among the inputs, in time order."""
+        by_time: dict[str, list[SharpInput]] = {}
+        for inp in analyses:
+            by_time.setdefault(inp.t_rec_utc, []).append(inp)
+        batch = Batch()
+        for t_rec, group in sorted(by_time.items()):
+            batch.extend(self._issue(group, pd.Timestamp(t_rec[:19])))
+        return batch
+
+    def _issue(self, inputs: list[SharpInput], issue_time: pd.Timestamp) -> Batch:
+        events = self.events.events() if self.events is not None else None
+        history = EventHistory(events) if events is not None else None
+        regions = [self.forecaster.forecast_region(inp, history, issue_time) for inp in inputs]
+        self._attach_classes(regions)
+        day = Path("forecasts") / issue_time.strftime("%Y-%m-%d")
+        files: list[Artifact] = []
+        for inp, r in zip(inputs, regions, strict=True):
+            if inp.patch is None or self.cnn is None:
+                continue
+            try:
+                files += self._explain(inp, r, day)
+            except (ValueError, RuntimeError) as e:
+                log.warning("cnn_explanation_failed", harpnum=r.harpnum, error=str(e)[:300])
+        fd = self.forecaster.full_disk(regions, history, issue_time)
+        exports = [Artifact(day / name, data) for name, data in export_files(fd)]
+        files += exports
+        rows: list[tuple[str, str, float, int | None]] = [("full_disk", "C", fd.p_c, None), ("full_disk", "M", fd.p_m, None)]
+        for r in regions:
+            if r.noaa_ar:
+                rows += [(f"noaa:{r.noaa_ar}", "C", r.p_c, r.noaa_ar), (f"noaa:{r.noaa_ar}", "M", r.p_m, r.noaa_ar)]
+        records = [
+            ProductRecord(
+                RecordKind.FLARE_FORECAST.value,
+                fd.issue_time,
+                fd.issue_time,
+                {**asdict(fd), "export": str(self.outputs / exports[0].path)},
+            )
+        ]
+        for r in regions:
+            rid = f"NOAA {r.noaa_ar}" if r.noaa_ar else f"HARP {r.harpnum}"
+            records.append(
+                ProductRecord(RecordKind.FLARE_REGION.value, f"{fd.issue_time}|{rid}", fd.issue_time, asdict(r), region=rid)
+            )
+        self.catalogue.publish_harps(
+            [
+                {"harpnum": r.harpnum, "noaa_ar": r.noaa_ar, "hgs_lat": r.hgs_lat, "hgs_lon": r.hgs_lon, "t_rec_utc": r.t_rec_utc}
+                for r in regions
+            ]
+        )
+        self.snapshot = FlaresSnapshot(latest=fd, issues=self.snapshot.issues + 1, issued_at=self.clock.now())
+        log.info(
+            "flare_forecast",
+            issue_time=fd.issue_time,
+            regions=len(regions),
+            p_m_full_disk=fd.p_m,
+            p_c_full_disk=fd.p_c,
+            degraded=fd.degraded,
+            export=str(self.outputs / exports[0].path),
+        )
+        return Batch(
+            records=records,
+            files=files,
+            # Alert buckets follow the data's time, so a replay rate-limits as live operation would.
+            alerts=self.rules.flare_alerts(fd),
+            alerts_at=issue_time.to_pydatetime().replace(tzinfo=dt.UTC),
+            ledger=[LedgerEntry(fd.issue_time, fd.end_window, rows)],
+        )
+
+    def _attach_classes(self, regions: list[RegionForecast]) -> None:
+        """Give each forecast region the Mt. Wilson class of the detected region at its place and time."""
+        for r in regions:
+            if r.hgs_lat is None or r.hgs_lon is None:
+                continue
+            detected = self.catalogue.regions(r.t_rec_utc, max_hours=3.0)
+            hit = match_position(r.hgs_lat, r.hgs_lon, r.t_rec_utc, detected)
+            if hit is not None:
+                r.mtwilson = str(hit.get("mtwilson", ""))
+
+    def _explain(self, inp: SharpInput, r: RegionForecast, out_dir: Path) -> list[Artifact]:
+        rt = self.cnn
+        assert rt is not None
+        assert inp.patch is not None
+        canvas = prepare_patch(inp.patch, lat=inp.lat)
+        p_cnn = float(rt.predict(canvas[None, None])[0, 0])
+        r.cnn = {"p": round(p_cnn, 4), **rt.info}
+        if r.p_m < self.threshold:
+            return []
+        _, sens = occlusion_map(rt.predict, canvas)
+        name = f"occlusion-harp{r.harpnum}-{r.t_rec_utc[:19].replace(':', '').replace('-', '')}.png"
+        tag = "synthetic-trained" if rt.info["synthetic"] else ("untrained" if not rt.info["trained"] else "real-data")
+        title = (
+            f"HARP {r.harpnum} NOAA {r.noaa_ar} {r.t_rec_utc[:16]}  P(>=M)={r.p_m:.2f}"
+            f"  CNN {rt.info['name']} ({tag}) p={p_cnn:.2f}"
+        )
+        r.occlusion_png = str(self.outputs / out_dir / name)
+        return [Artifact(out_dir / name, occlusion_png(canvas, sens, title=title))]

@@ -1,0 +1,198 @@
+"""The region product: every new full-disk magnetogram's active regions, classified, tracked,
+named after NOAA's and the JSOC's catalogues, drawn and cut out.
+
+Per magnetogram: detection and Mt. Wilson classes (:meth:`RegionsProduct.analyse`, pure, the
+expensive part), then tracking from the previous frame, NOAA numbers from the newest SRS
+issued before the frame, HARP numbers from the SHARP records the flare product has published
+in the catalogue, an annotated quicklook, a FITS + PNG cutout per region, one store record
+per region and the new-delta alerts (:meth:`RegionsProduct.assemble`, in time order).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from heliowatch.models.core.times import Clock, SystemClock, parse_iso
+from heliowatch.models.core.vocabulary import MTWILSON_CLASSES, ProductKind, RecordKind
+from heliowatch.models.regions.classify import classify_regions
+from heliowatch.models.regions.detect import DetectedRegion, to_json
+from heliowatch.models.regions.frame import Frame
+from heliowatch.models.regions.loaders import Detector
+from heliowatch.models.regions.tracking import Tracker
+from heliowatch.models.runtime.runtime import Runtime
+from heliowatch.pipelines.alert_rules import Rules
+from heliowatch.pipelines.cutouts import cutouts
+from heliowatch.pipelines.errors import SourceUnavailable
+from heliowatch.pipelines.frames import VerifiedFrame
+from heliowatch.pipelines.products.base import Artifact, Batch, Catalogue, ProductRecord
+from heliowatch.pipelines.quicklook import quicklook_png
+from heliowatch.pipelines.regions import identify, preprocess
+from heliowatch.pipelines.srs import SRSFeed, SRSReport
+
+__all__ = ["RegionAnalysis", "RegionsProduct", "RegionsSnapshot"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class RegionAnalysis:
+    """The pure part of one magnetogram's work: the prepared frame and its classified detections."""
+
+    frame: Frame
+    regions: list[DetectedRegion]
+
+
+@dataclass
+class RegionsSnapshot:
+    """What the metrics and the status page show of the latest magnetogram."""
+
+    frame_time_utc: str | None = None
+    by_class: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MTWILSON_CLASSES, 0))
+    quicklook: str | None = None
+    regions: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RegionsProduct:
+    """Active regions of every magnetogram.
+
+    Parameters
+    ----------
+    detector : callable
+        ``Frame -> regions`` (the SMART-like baseline or the CNN detector).
+    detector_model, classifier_model : str
+        What products say made them.
+    classifier : Runtime or None
+        The CNN classifier; None for the rules.
+    srs : SRSFeed or None
+        NOAA's Solar Region Summaries (None: no NOAA numbers).
+    catalogue : Catalogue
+        Shared with the other products (HARPs in, regions out).
+    outputs : pathlib.Path
+        The output directory (payloads carry absolute paths of the files written there).
+    rules : Rules
+        Alert thresholds.
+    srs_match_deg : float
+        A detection this close to an SRS region gets its number.
+    clock : Clock or None
+        Used to pace SWPC fetches of the SRS.
+    """
+
+    name = ProductKind.REGIONS.value
+    consumes = frozenset({"magnetogram"})
+
+    def __init__(
+        self,
+        *,
+        detector: Detector,
+        detector_model: str,
+        classifier: Runtime | None,
+        classifier_model: str,
+        srs: SRSFeed | None,
+        catalogue: Catalogue,
+        outputs: Path,
+        rules: Rules,
+        srs_match_deg: float = 6.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.detector = detector
+        self.detector_model = detector_model
+        self.classifier = classifier
+        self.classifier_model = classifier_model
+        self.srs = srs
+        self.catalogue = catalogue
+        self.outputs = outputs
+        self.rules = rules
+        self.srs_match_deg = srs_match_deg
+        self.clock: Clock = clock or SystemClock()
+        self.tracker = Tracker()
+        self.latest = RegionsSnapshot()
+
+    # -- the pure part ------------------------------------------------------------------------
+    def analyse(self, frame: VerifiedFrame) -> RegionAnalysis:
+        """Prepare the frame, detect and classify its regions."""
+        fr = preprocess(frame.segment("magnetogram"))
+        regions = self.detector(fr)
+        classify_regions(fr, regions, cnn=self.classifier)
+        return RegionAnalysis(frame=fr, regions=regions)
+
+    # -- the stateful part --------------------------------------------------------------------
+    def process(self, frames: Sequence[VerifiedFrame]) -> Batch:
+        """Analyse and assemble, in time order."""
+        return self.assemble(frames, [self.analyse(f) for f in frames])
+
+    def assemble(self, frames: Sequence[VerifiedFrame], analyses: Sequence[RegionAnalysis]) -> Batch:
+        """Track, identify, draw, cut out, record and alert (in time order)."""
+        batch = Batch()
+        for an in sorted(analyses, key=lambda a: a.frame.t_rec_utc):
+            batch.extend(self._one(an))
+        return batch
+
+    def _srs_for(self, t_utc: str) -> SRSReport | None:
+        """The newest SRS issued before ``t_utc`` (fetching SWPC's first when due), or None."""
+        if self.srs is None:
+            return None
+        try:
+            self.srs.refresh(self.clock.monotonic())
+        except (SourceUnavailable, OSError) as e:  # the feed is an add-on: regions are still issued without it
+            log.warning("srs_fetch_failed", url=self.srs.url, error=str(e)[:200])
+        try:
+            return self.srs.latest_issued(parse_iso(t_utc))
+        except (OSError, ValueError) as e:
+            log.warning("srs_unreadable", dir=str(self.srs.root), error=str(e)[:200])
+            return None
+
+    def _one(self, an: RegionAnalysis) -> Batch:
+        frame, regions = an.frame, an.regions
+        t = frame.t_rec_utc
+        prior = self.tracker.update(regions, t)
+        srs = self._srs_for(t)
+        harps = self.catalogue.harps(t, max_hours=6.0)
+        idents = [identify(r, t, srs=srs, sharps=harps, max_deg=self.srs_match_deg) for r in regions]
+        for r, sf in zip(regions, idents, strict=True):
+            r.noaa_ar = sf["noaa_ar"]
+        stamp = t[:19].replace(":", "")
+        ql_rel = Path("quicklook") / f"regions-{stamp}.png"
+        files = [Artifact(ql_rel, quicklook_png(frame.source, regions=regions, frame=frame))]
+        cut_dir = Path("regions") / t[:10]
+        cut_paths = []
+        for c in cutouts(frame, regions, stem=f"region-{stamp}"):
+            files.append(Artifact(cut_dir / f"{c.stem}.fits", c.fits))
+            entry: dict[str, str | None] = {"fits": str(self.outputs / cut_dir / f"{c.stem}.fits"), "png": None}
+            if c.png is not None:
+                files.append(Artifact(cut_dir / f"{c.stem}.png", c.png))
+                entry["png"] = str(self.outputs / cut_dir / f"{c.stem}.png")
+            cut_paths.append(entry)
+        quicklook = str(self.outputs / ql_rel)
+        model = f"detector: {self.detector_model}; classifier: {self.classifier_model}"
+        records, alerts, published = [], [], []
+        for r, sf, cut in zip(regions, idents, cut_paths, strict=True):
+            payload = {
+                **to_json(r),
+                **sf,
+                "cutout_fits": cut["fits"],
+                "cutout_png": cut["png"],
+                "quicklook_png": quicklook,
+                "t_rec_utc": t,
+                "model": model,
+            }
+            name = f"NOAA {payload['noaa_ar']}" if payload.get("noaa_ar") else f"track {r.track_id}"
+            records.append(ProductRecord(RecordKind.REGION.value, f"{t}|{r.track_id}", t, payload, region=name))
+            alerts += self.rules.region_alerts({**payload, "id": r.track_id}, prior.get(r.track_id or 0))
+            published.append(
+                {k: payload[k] for k in ("hgs_lat", "hgs_lon", "mtwilson", "noaa_ar", "harpnum", "track_id", "class_probs")}
+            )
+        self.catalogue.publish_regions(t, published)
+        self.latest = RegionsSnapshot(
+            frame_time_utc=t,
+            by_class={c: sum(r.mtwilson == c for r in regions) for c in MTWILSON_CLASSES},
+            quicklook=quicklook,
+            regions=published,
+        )
+        log.info("regions", t_rec_utc=t, count=len(regions), classes=[r.mtwilson for r in regions], quicklook=quicklook)
+        return Batch(records=records, files=files, alerts=alerts, alerts_at=parse_iso(t).astimezone(dt.UTC))
