@@ -178,11 +178,14 @@ class ScheduleConfig:
     """[schedule]: how often each source is polled (APScheduler interval jobs)."""
 
     magnetogram_interval_s: float = _opt(
-        60.0, "keyword-only poll period of the magnetogram series (HMI cadence 720 s; a due record is polled for sooner)", _range(1, 86400)
+        60.0,
+        "keyword-only poll period of the magnetogram series (HMI cadence 720 s; a due record is polled for sooner)",
+        _range(1, 86400),
     )
     sharp_interval_s: float = _opt(60.0, "keyword-only poll period of the SHARP series", _range(1, 86400))
     aia_interval_s: float = _opt(30.0, "keyword-only poll period of the AIA series (12 s cadence per channel)", _range(1, 86400))
     misfire_grace_fraction: float = _opt(0.5, "a late run still runs within this fraction of its period", _range(0.01, 1))
+    due_poll: bool = _opt(True, "also poll when a source's next record is due (last T_REC + cadence + typical latency)")
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,9 @@ class ReplayConfig:
     archive: str = _opt("demo", "'demo' for the bundled archive, or a directory of FITS files")
     speed: float = _opt(60.0, "replay clock speed, in archive seconds per wall second", _range(0.001, 1e7))
     latency_s: float = _opt(0.0, "simulated JSOC latency: a record appears this long after T_REC", _range(0, 86400))
+    latency_jitter_s: float = _opt(
+        0.0, "plus a random extra latency of up to this (seeded), as the JSOC's varies", _range(0, 86400)
+    )
     max_gap_s: float = _opt(3600.0, "longer gaps between archive records are compressed to this", _positive)
 
 

@@ -142,7 +142,7 @@ class Daemon:
 
     def _schedule_due(self, ing: Ingestor, res: PollResult) -> None:
         """One extra poll when the source's next record is due (T_REC + cadence + typical latency)."""
-        if self._sched is None or not res.frames:
+        if self._sched is None or not res.frames or not self.cfg.schedule.due_poll:
             return
         lat = self._latency.setdefault(ing.source.name, [])
         lat += [f.latency_s for f in res.frames if f.latency_s is not None]
@@ -224,7 +224,8 @@ class Daemon:
         log.info("metrics_serving", url=f"http://{m.host}:{self.metrics_port}/metrics", status_page=self.cfg.status.enabled)
 
     def _recover(self) -> None:
-        """Records ingested before a crash but not processed by every product."""
+        """Products' saved states back, then the records ingested before a crash but not processed by every product."""
+        self.app.fanout.restore()
         report = self.app.fanout.recover(self.app.sources)
         with self._lock:
             self._dispatched.add(report)

@@ -11,6 +11,7 @@ SQLite by default (WAL mode), PostgreSQL by URL.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,15 @@ product_attempts = sa.Table(
     sa.Column("given_up", sa.Boolean, nullable=False),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("last_utc", sa.String(32), nullable=False),
+)
+
+product_state = sa.Table(
+    "product_state",
+    metadata,
+    sa.Column("product", sa.String(64), primary_key=True),
+    sa.Column("scope", sa.String(128), primary_key=True),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("saved_utc", sa.String(32), nullable=False),
 )
 
 rejects = sa.Table(
@@ -261,12 +271,20 @@ class StateStore:
             return [dict(r._mapping) for r in c.execute(sa.select(rejects).order_by(rejects.c.last_utc.desc()))]
 
     # -- processed keys ---------------------------------------------------------------------
-    def mark_processed(self, product: str, keys: list[str]) -> None:
-        """Record that ``product`` was made for ``keys`` (already marked ones are left as they are)."""
+    def mark_processed(self, product: str, keys: list[str], *, state: dict[str, Any] | None = None, scope: str = "live") -> None:
+        """Record that ``product`` was made for ``keys`` (already marked ones are left as they are), and
+        in the same transaction the product's state after them (``scope`` keeps a backfill's apart)."""
         if not keys:
             return
         now = self._now()
         with self.engine.begin() as c:
+            if state is not None:
+                where = (product_state.c.product == product) & (product_state.c.scope == scope)
+                blob = json.dumps(state, sort_keys=True)
+                if c.execute(sa.select(product_state.c.product).where(where)).first() is None:
+                    c.execute(product_state.insert().values(product=product, scope=scope, state=blob, saved_utc=now))
+                else:
+                    c.execute(product_state.update().where(where).values(state=blob, saved_utc=now))
             have = {
                 r[0]
                 for r in c.execute(sa.select(processed.c.key).where(processed.c.product == product, processed.c.key.in_(keys)))
@@ -275,6 +293,14 @@ class StateStore:
                 if k not in have:
                     c.execute(processed.insert().values(product=product, key=k, processed_utc=now))
             c.execute(product_attempts.delete().where(product_attempts.c.product == product, product_attempts.c.key.in_(keys)))
+
+    def load_state(self, product: str, scope: str = "live") -> dict[str, Any] | None:
+        """The state ``product`` saved last in ``scope``, or None."""
+        with self.engine.connect() as c:
+            row = c.execute(
+                sa.select(product_state.c.state).where(product_state.c.product == product, product_state.c.scope == scope)
+            ).first()
+        return None if row is None else dict(json.loads(row[0]))
 
     def is_processed(self, product: str, key: str) -> bool:
         """Whether ``product`` was already made for ``key``."""

@@ -56,7 +56,7 @@ REPLAY_EMAIL = "replay@heliowatch.invalid"
 
 
 def open_replay(
-    archive: str, *, latency_s: float, speed: float, max_gap_s: float, fault: str | None = None
+    archive: str, *, latency_s: float, speed: float, max_gap_s: float, fault: str | None = None, latency_jitter_s: float = 0.0
 ) -> tuple[StandinServer, ReplayClock]:
     """Start a JSOC stand-in with a replay clock over ``archive`` ("demo" or a directory), on 127.0.0.1.
 
@@ -78,7 +78,9 @@ def open_replay(
         faults = FaultSpec.parse(fault)
     except ValueError as e:
         raise UsageError(str(e)) from e
-    arch = Archive(root, latency_s=latency_s, aia_out_of_order_s=faults.aia_out_of_order, seed=faults.seed)
+    arch = Archive(
+        root, latency_s=latency_s, aia_out_of_order_s=faults.aia_out_of_order, latency_jitter_s=latency_jitter_s, seed=faults.seed
+    )
     if not arch.records:
         msg = f"replay archive {root} holds no FITS files named like JSOC exports (<series>.<keys>.<segment>.fits)"
         raise UsageError(msg)
@@ -286,7 +288,14 @@ def build(cfg: Config, *, once: bool = False, fault: str | None = None) -> App:
     server, email = cfg.jsoc.server, cfg.jsoc.email.reveal()
     if server == "replay":
         r = cfg.replay
-        standin, replay_clock = open_replay(r.archive, latency_s=r.latency_s, speed=r.speed, max_gap_s=r.max_gap_s, fault=fault)
+        standin, replay_clock = open_replay(
+            r.archive,
+            latency_s=r.latency_s,
+            speed=r.speed,
+            max_gap_s=r.max_gap_s,
+            fault=fault,
+            latency_jitter_s=r.latency_jitter_s,
+        )
         if once:
             replay_clock.jump_to_end()
         server, clock, speed = standin.url, replay_clock, r.speed

@@ -17,14 +17,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from heliowatch.pipelines.alerts import AlertCenter
 from heliowatch.pipelines.errors import DataRejected
 from heliowatch.pipelines.frames import Source, VerifiedFrame, reload
-from heliowatch.pipelines.products.base import Batch, Product
+from heliowatch.pipelines.products.base import Batch, Product, Stateful
 from heliowatch.pipelines.store.ledger import LedgerStore
 from heliowatch.pipelines.store.products import ProductStore
 
@@ -55,8 +55,12 @@ class ProcessedKeys(Protocol):
         """The ``keys`` ``product`` has processed or given up."""
         ...
 
-    def mark_processed(self, product: str, keys: list[str]) -> None:
-        """Record that ``product`` processed ``keys``."""
+    def mark_processed(self, product: str, keys: list[str], *, state: dict[str, Any] | None = None, scope: str = "live") -> None:
+        """Record that ``product`` processed ``keys`` (and, in the same transaction, its state after them)."""
+        ...
+
+    def load_state(self, product: str, scope: str = "live") -> dict[str, Any] | None:
+        """The state ``product`` saved last in ``scope``, or None."""
         ...
 
     def note_product_failure(self, product: str, key: str, error: str, *, max_attempts: int) -> bool:
@@ -128,6 +132,8 @@ class FanOut:
     observer : FanOutObserver or None
     max_attempts : int
         Failures of one product on one record before it is given up.
+    scope : str
+        Where products' states are saved (``live`` for the daemon, one scope per backfill range).
     """
 
     def __init__(
@@ -141,6 +147,7 @@ class FanOut:
         ledger: LedgerStore | None = None,
         observer: FanOutObserver | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        scope: str = "live",
     ) -> None:
         self.products = list(products)
         self.store = store
@@ -150,6 +157,18 @@ class FanOut:
         self.ledger = ledger
         self.observer = observer
         self.max_attempts = max_attempts
+        self.scope = scope
+
+    def restore(self) -> list[str]:
+        """Give every product with a saved state its state back (after a restart); returns their names."""
+        restored = []
+        for product in self.products:
+            if isinstance(product, Stateful) and (st := self.keys.load_state(product.name, self.scope)) is not None:
+                product.restore(st)
+                restored.append(product.name)
+        if restored:
+            log.info("product_state_restored", products=restored, scope=self.scope)
+        return restored
 
     def dispatch(self, frames: Iterable[VerifiedFrame]) -> DispatchReport:
         """Run every consuming product on every unit of ``frames`` (in time order) and write the results."""
@@ -192,7 +211,8 @@ class FanOut:
                 exc_info=not isinstance(e, DataRejected),
             )
             return
-        self.keys.mark_processed(product.name, [f.key for f in frames])
+        state = product.state() if isinstance(product, Stateful) else None
+        self.keys.mark_processed(product.name, [f.key for f in frames], state=state, scope=self.scope)
         report.processed[product.name] = report.processed.get(product.name, 0) + len(frames)
         if self.observer is not None:
             self.observer.product_ran(product.name, time.perf_counter() - t0)

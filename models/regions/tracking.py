@@ -10,6 +10,7 @@ import datetime as dt
 import math
 from typing import Any
 
+from heliowatch.models.core.times import parse_iso
 from heliowatch.models.regions.detect import DetectedRegion
 
 __all__ = ["Tracker", "match_position"]
@@ -32,7 +33,7 @@ class Tracker:
 
     def update(self, regions: list[DetectedRegion], t_utc: str) -> dict[int, str | None]:
         """Assign ``track_id``s; returns track id -> the class it had in the previous frame."""
-        t = dt.datetime.fromisoformat(t_utc.replace("Z", "+00:00"))
+        t = parse_iso(t_utc)
         days = (t - self.prev_time).total_seconds() / 86400 if self.prev_time else 0.0
         prior: dict[int, str | None] = {}
         used: set[int] = set()
@@ -57,6 +58,20 @@ class Tracker:
         self.prev_time = t
         return prior
 
+    def state(self) -> dict[str, Any]:
+        """Everything the tracker knows, as JSON-able values (to resume after a restart)."""
+        return {
+            "prev": [list(p) for p in self.prev],
+            "prev_time": self.prev_time.isoformat() if self.prev_time else None,
+            "next_id": self.next_id,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state` of an earlier run."""
+        self.prev = [(int(p[0]), float(p[1]), float(p[2]), str(p[3])) for p in state.get("prev", [])]
+        self.prev_time = parse_iso(state["prev_time"]) if state.get("prev_time") else None
+        self.next_id = int(state.get("next_id", 1))
+
 
 def match_position(
     lat: float,
@@ -73,10 +88,10 @@ def match_position(
     Used to join detections with SHARP/NOAA regions: HARP numbers differ between NRT and
     definitive series, so regions are joined on position and time, never on HARPNUM.
     """
-    t = dt.datetime.fromisoformat(t_utc.replace("Z", "+00:00"))
+    t = parse_iso(t_utc)
     best, best_d = None, max_deg
     for c in candidates:
-        tc = dt.datetime.fromisoformat(str(c["t_rec_utc"]).replace("Z", "+00:00"))
+        tc = parse_iso(str(c["t_rec_utc"]))
         hours = (t - tc).total_seconds() / 3600
         if abs(hours) > max_hours:
             continue

@@ -4,9 +4,15 @@ A :class:`Product` declares the source kinds it consumes and turns the verified 
 one record (or of one T_REC of a source, for SHARPs) into a :class:`Batch`: records for the
 store, files for the output directory and alerts for the outbox. It never writes any of them
 itself; :class:`heliowatch.pipelines.fanout.FanOut` does, and marks (product, record)
-processed. A product may split its work into :meth:`SplitProduct.analyse` (expensive, pure,
-one record: what a backfill runs on Dask workers) and :meth:`SplitProduct.assemble`
-(stateful, cheap, in time order).
+processed. A product may split its work in three (:class:`SplitProduct`), which is what lets
+a backfill run it on Dask workers with results that do not depend on how the work is cut:
+
+- :meth:`~SplitProduct.analyse`: the expensive, pure part of one record (detection, a
+  projection, an encoder); its result carries a small ``summary``;
+- :meth:`~SplitProduct.advance`: the stateful, cheap part, in time order, on the summaries only
+  (tracking, running averages, joins through the catalogue): it returns a plan;
+- :meth:`~SplitProduct.finish`: the expensive, pure rest given the analyses and the plan
+  (drawing, cutouts, records), run where the analyses are.
 
 Products share what they know of the Sun through the in-memory :class:`Catalogue` (the
 current regions and HARPs), not by reading each other back from the store.
@@ -26,7 +32,18 @@ from heliowatch.models.core.times import parse_iso
 from heliowatch.pipelines.alerts import Alert
 from heliowatch.pipelines.frames import VerifiedFrame
 
-__all__ = ["Artifact", "Batch", "Catalogue", "LedgerEntry", "Product", "ProductRecord", "SplitProduct"]
+__all__ = [
+    "Analysis",
+    "Artifact",
+    "Batch",
+    "Catalogue",
+    "LedgerEntry",
+    "Product",
+    "ProductRecord",
+    "SplitProduct",
+    "Stateful",
+    "run_split",
+]
 
 
 @dataclass
@@ -90,17 +107,52 @@ class Product(Protocol):
         ...
 
 
+class Analysis(Protocol):
+    """What :meth:`SplitProduct.analyse` returns: anything, with a small picklable ``summary``."""
+
+    @property
+    def summary(self) -> Any:
+        """What the stateful step needs of the analysis."""
+        ...
+
+
 @runtime_checkable
 class SplitProduct(Product, Protocol):
-    """A product whose expensive part is a pure function of one record."""
+    """A product whose expensive parts are pure functions of one unit of input."""
 
-    def analyse(self, frame: VerifiedFrame) -> Any:
-        """The expensive, stateless part (runs anywhere: another process, a Dask worker)."""
+    #: Records of history its state needs after a restart (replayed without writing).
+    warmup_records: int
+
+    def analyse(self, frame: VerifiedFrame) -> Analysis:
+        """The expensive, stateless part of one record (runs anywhere: another process, a Dask worker)."""
         ...
 
-    def assemble(self, frames: Sequence[VerifiedFrame], analyses: Sequence[Any]) -> Batch:
-        """The stateful part, called in time order with each frame's analysis."""
+    def advance(self, frames: Sequence[VerifiedFrame], summaries: Sequence[Any]) -> Any:  # summaries: each analysis' own type
+        """The stateful part, in time order, on the analyses' summaries: returns the plan of this unit."""
         ...
+
+    def finish(self, analyses: Sequence[Any], plan: Any) -> Batch:
+        """The expensive, pure rest: the unit's batch from its analyses and the plan."""
+        ...
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A product whose state is saved with every processed unit and restored after a restart."""
+
+    def state(self) -> dict[str, Any]:
+        """The state as JSON-able values."""
+        ...
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a saved state."""
+        ...
+
+
+def run_split(product: SplitProduct, frames: Sequence[VerifiedFrame]) -> Batch:
+    """``process`` of a split product, in one process: analyse, advance, finish."""
+    analyses = [product.analyse(f) for f in frames]
+    return product.finish(analyses, product.advance(frames, [a.summary for a in analyses]))
 
 
 def _hours(a: str, b: str) -> float:

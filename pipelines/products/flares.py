@@ -28,12 +28,25 @@ from heliowatch.pipelines.alert_rules import Rules
 from heliowatch.pipelines.events import EventSource
 from heliowatch.pipelines.flare_exports import export_files
 from heliowatch.pipelines.frames import VerifiedFrame
-from heliowatch.pipelines.products.base import Artifact, Batch, Catalogue, LedgerEntry, ProductRecord
+from heliowatch.pipelines.products.base import Artifact, Batch, Catalogue, LedgerEntry, ProductRecord, run_split
 from heliowatch.pipelines.sharp import sharp_input
 
-__all__ = ["FlaresProduct", "FlaresSnapshot"]
+__all__ = ["FlareAnalysis", "FlaresProduct", "FlaresSnapshot"]
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass
+class FlareAnalysis:
+    """One SHARP record's forecast and its occlusion map (if any)."""
+
+    forecast: RegionForecast
+    files: list[Artifact]
+
+    @property
+    def summary(self) -> RegionForecast:
+        """The forecast (the issue is assembled from the forecasts of one T_REC)."""
+        return self.forecast
 
 
 @dataclass
@@ -70,6 +83,7 @@ class FlaresProduct:
 
     name = ProductKind.FLARES.value
     consumes = frozenset({"sharp"})
+    warmup_records = 0
 
     def __init__(
         self,
@@ -93,42 +107,49 @@ class FlaresProduct:
         self.clock: Clock = clock or SystemClock()
         self.snapshot = FlaresSnapshot()
 
-    def analyse(self, frame: VerifiedFrame) -> SharpInput:
-        """One SHARP record as the forecaster's input (its header from the LOS segment, else Br)."""
+    def analyse(self, frame: VerifiedFrame) -> FlareAnalysis:
+        """One SHARP record's forecast (its header from the LOS segment, else Br), with the CNN's view."""
         primary = frame.segment("magnetogram", "Br")
-        return sharp_input(primary, frame.segments, file=str(primary.path))
+        inp = sharp_input(primary, frame.segments, file=str(primary.path))
+        issue = pd.Timestamp(inp.t_rec_utc[:19])
+        events = self.events.events() if self.events is not None else None
+        history = EventHistory(events) if events is not None else None
+        forecast = self.forecaster.forecast_region(inp, history, issue)
+        files: list[Artifact] = []
+        if inp.patch is not None and self.cnn is not None:
+            try:
+                files = self._explain(inp, forecast, Path("forecasts") / issue.strftime("%Y-%m-%d"))
+            except (ValueError, RuntimeError) as e:
+                log.warning("cnn_explanation_failed", harpnum=forecast.harpnum, error=str(e)[:300])
+        return FlareAnalysis(forecast=forecast, files=files)
 
     def process(self, frames: Sequence[VerifiedFrame]) -> Batch:
-        """Analyse and assemble the records of one T_REC."""
-        return self.assemble(frames, [self.analyse(f) for f in frames])
+        """Analyse, advance and finish the records of one T_REC, in one process."""
+        return run_split(self, frames)
 
-    def assemble(self, frames: Sequence[VerifiedFrame], analyses: Sequence[SharpInput]) -> Batch:
-        """One issue per T_REC among the inputs, in time order."""
-        by_time: dict[str, list[SharpInput]] = {}
-        for inp in analyses:
-            by_time.setdefault(inp.t_rec_utc, []).append(inp)
+    def advance(self, frames: Sequence[VerifiedFrame], summaries: Sequence[RegionForecast]) -> Batch:
+        """One issue per T_REC among the forecasts, in time order: classes, full disk, exports, alerts."""
+        by_time: dict[str, list[RegionForecast]] = {}
+        for r in summaries:
+            by_time.setdefault(r.t_rec_utc, []).append(r)
         batch = Batch()
         for t_rec, group in sorted(by_time.items()):
             batch.extend(self._issue(group, pd.Timestamp(t_rec[:19])))
         return batch
 
-    def _issue(self, inputs: list[SharpInput], issue_time: pd.Timestamp) -> Batch:
+    def finish(self, analyses: Sequence[FlareAnalysis], plan: Batch) -> Batch:
+        """The issue's batch with the occlusion maps drawn in :meth:`analyse`."""
+        for a in analyses:
+            plan.files += a.files
+        return plan
+
+    def _issue(self, regions: list[RegionForecast], issue_time: pd.Timestamp) -> Batch:
         events = self.events.events() if self.events is not None else None
         history = EventHistory(events) if events is not None else None
-        regions = [self.forecaster.forecast_region(inp, history, issue_time) for inp in inputs]
         self._attach_classes(regions)
         day = Path("forecasts") / issue_time.strftime("%Y-%m-%d")
-        files: list[Artifact] = []
-        for inp, r in zip(inputs, regions, strict=True):
-            if inp.patch is None or self.cnn is None:
-                continue
-            try:
-                files += self._explain(inp, r, day)
-            except (ValueError, RuntimeError) as e:
-                log.warning("cnn_explanation_failed", harpnum=r.harpnum, error=str(e)[:300])
         fd = self.forecaster.full_disk(regions, history, issue_time)
         exports = [Artifact(day / name, data) for name, data in export_files(fd)]
-        files += exports
         rows: list[tuple[str, str, float, int | None]] = [("full_disk", "C", fd.p_c, None), ("full_disk", "M", fd.p_m, None)]
         for r in regions:
             if r.noaa_ar:
@@ -164,7 +185,7 @@ class FlaresProduct:
         )
         return Batch(
             records=records,
-            files=files,
+            files=exports,
             # Alert buckets follow the data's time, so a replay rate-limits as live operation would.
             alerts=self.rules.flare_alerts(fd),
             alerts_at=issue_time.to_pydatetime().replace(tzinfo=dt.UTC),

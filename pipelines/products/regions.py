@@ -1,15 +1,24 @@
 """The region product: every new full-disk magnetogram's active regions, classified, tracked,
 named after NOAA's and the JSOC's catalogues, drawn and cut out.
 
-Per magnetogram: detection and Mt. Wilson classes (:meth:`RegionsProduct.analyse`, pure, the
-expensive part), then tracking from the previous frame, NOAA numbers from the newest SRS
-issued before the frame, HARP numbers from the SHARP records the flare product has published
-in the catalogue, an annotated quicklook, a FITS + PNG cutout per region, one store record
-per region and the new-delta alerts (:meth:`RegionsProduct.assemble`, in time order).
+Per magnetogram, in three steps (the :class:`~heliowatch.pipelines.products.base.SplitProduct`
+form, so a backfill can run the expensive ones on workers):
+
+1. :meth:`RegionsProduct.analyse` (pure, expensive): the frame prepared, regions detected and
+   classified;
+2. :meth:`RegionsProduct.advance` (stateful, cheap, in time order): tracking from the previous
+   frame, NOAA numbers from the newest SRS issued before the frame, HARP numbers from the SHARP
+   records the flare product has published in the catalogue, the classes each track had;
+3. :meth:`RegionsProduct.finish` (pure, expensive): the annotated quicklook, a FITS + PNG
+   cutout per region, one store record per region and the new-delta alerts.
+
+The tracker's state is saved with every processed frame and restored after a restart, so track
+ids continue as if the daemon had never stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,12 +39,12 @@ from heliowatch.pipelines.alert_rules import Rules
 from heliowatch.pipelines.cutouts import cutouts
 from heliowatch.pipelines.errors import SourceUnavailable
 from heliowatch.pipelines.frames import VerifiedFrame
-from heliowatch.pipelines.products.base import Artifact, Batch, Catalogue, ProductRecord
+from heliowatch.pipelines.products.base import Artifact, Batch, Catalogue, ProductRecord, run_split
 from heliowatch.pipelines.quicklook import quicklook_png
 from heliowatch.pipelines.regions import identify, preprocess
 from heliowatch.pipelines.srs import SRSFeed, SRSReport
 
-__all__ = ["RegionAnalysis", "RegionsProduct", "RegionsSnapshot"]
+__all__ = ["RegionAnalysis", "RegionPlan", "RegionSummary", "RegionsProduct", "RegionsSnapshot"]
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +55,29 @@ class RegionAnalysis:
 
     frame: Frame
     regions: list[DetectedRegion]
+
+    @property
+    def summary(self) -> RegionSummary:
+        """The detections without their pixel masks (what tracking and naming need)."""
+        return RegionSummary(self.frame.t_rec_utc, [dataclasses.replace(r, _slices=None, _mask=None) for r in self.regions])
+
+
+@dataclass
+class RegionSummary:
+    """One frame's detections, light enough to send between processes."""
+
+    t_rec_utc: str
+    regions: list[DetectedRegion]
+
+
+@dataclass
+class RegionPlan:
+    """What the stateful step decided for one frame's detections (in their order)."""
+
+    t_rec_utc: str
+    track_ids: list[int | None]
+    identities: list[dict[str, Any]]
+    prior_classes: list[str | None]
 
 
 @dataclass
@@ -85,6 +117,7 @@ class RegionsProduct:
 
     name = ProductKind.REGIONS.value
     consumes = frozenset({"magnetogram"})
+    warmup_records = 0  # the tracker's state is saved, not replayed
 
     def __init__(
         self,
@@ -113,7 +146,7 @@ class RegionsProduct:
         self.tracker = Tracker()
         self.latest = RegionsSnapshot()
 
-    # -- the pure part ------------------------------------------------------------------------
+    # -- 1. the pure, expensive part -----------------------------------------------------------
     def analyse(self, frame: VerifiedFrame) -> RegionAnalysis:
         """Prepare the frame, detect and classify its regions."""
         fr = preprocess(frame.segment("magnetogram"))
@@ -121,17 +154,56 @@ class RegionsProduct:
         classify_regions(fr, regions, cnn=self.classifier)
         return RegionAnalysis(frame=fr, regions=regions)
 
-    # -- the stateful part --------------------------------------------------------------------
     def process(self, frames: Sequence[VerifiedFrame]) -> Batch:
-        """Analyse and assemble, in time order."""
-        return self.assemble(frames, [self.analyse(f) for f in frames])
+        """Analyse, advance and finish, in one process."""
+        return run_split(self, frames)
 
-    def assemble(self, frames: Sequence[VerifiedFrame], analyses: Sequence[RegionAnalysis]) -> Batch:
-        """Track, identify, draw, cut out, record and alert (in time order)."""
-        batch = Batch()
-        for an in sorted(analyses, key=lambda a: a.frame.t_rec_utc):
-            batch.extend(self._one(an))
-        return batch
+    # -- 2. the stateful, cheap part -----------------------------------------------------------
+    def advance(self, frames: Sequence[VerifiedFrame], summaries: Sequence[RegionSummary]) -> list[RegionPlan]:
+        """Track and name the detections of each frame, in time order."""
+        plans = []
+        for s in sorted(summaries, key=lambda s: s.t_rec_utc):
+            t, regions = s.t_rec_utc, s.regions
+            prior = self.tracker.update(regions, t)
+            srs = self._srs_for(t)
+            harps = self.catalogue.harps(t, max_hours=6.0)
+            idents = [identify(r, t, srs=srs, sharps=harps, max_deg=self.srs_match_deg) for r in regions]
+            plans.append(
+                RegionPlan(
+                    t_rec_utc=t,
+                    track_ids=[r.track_id for r in regions],
+                    identities=idents,
+                    prior_classes=[prior.get(r.track_id or 0) for r in regions],
+                )
+            )
+            published = [
+                {
+                    "hgs_lat": r.hgs_lat,
+                    "hgs_lon": r.hgs_lon,
+                    "mtwilson": r.mtwilson,
+                    "noaa_ar": sf["noaa_ar"],
+                    "harpnum": sf["harpnum"],
+                    "track_id": r.track_id,
+                    "class_probs": r.class_probs,
+                }
+                for r, sf in zip(regions, idents, strict=True)
+            ]
+            self.catalogue.publish_regions(t, published)
+            self.latest = RegionsSnapshot(
+                frame_time_utc=t,
+                by_class={c: sum(r.mtwilson == c for r in regions) for c in MTWILSON_CLASSES},
+                quicklook=str(self.outputs / _quicklook_rel(t)),
+                regions=published,
+            )
+        return plans
+
+    def state(self) -> dict[str, Any]:
+        """The tracker's state (saved with every processed frame)."""
+        return self.tracker.state()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue tracking from a saved state."""
+        self.tracker.restore(state)
 
     def _srs_for(self, t_utc: str) -> SRSReport | None:
         """The newest SRS issued before ``t_utc`` (fetching SWPC's first when due), or None."""
@@ -147,17 +219,22 @@ class RegionsProduct:
             log.warning("srs_unreadable", dir=str(self.srs.root), error=str(e)[:200])
             return None
 
-    def _one(self, an: RegionAnalysis) -> Batch:
+    # -- 3. the pure, expensive rest -----------------------------------------------------------
+    def finish(self, analyses: Sequence[RegionAnalysis], plans: Sequence[RegionPlan]) -> Batch:
+        """Quicklooks, cutouts, records and alerts of the frames."""
+        by_time = {p.t_rec_utc: p for p in plans}
+        batch = Batch()
+        for an in sorted(analyses, key=lambda a: a.frame.t_rec_utc):
+            batch.extend(self._frame_batch(an, by_time[an.frame.t_rec_utc]))
+        return batch
+
+    def _frame_batch(self, an: RegionAnalysis, plan: RegionPlan) -> Batch:
         frame, regions = an.frame, an.regions
         t = frame.t_rec_utc
-        prior = self.tracker.update(regions, t)
-        srs = self._srs_for(t)
-        harps = self.catalogue.harps(t, max_hours=6.0)
-        idents = [identify(r, t, srs=srs, sharps=harps, max_deg=self.srs_match_deg) for r in regions]
-        for r, sf in zip(regions, idents, strict=True):
-            r.noaa_ar = sf["noaa_ar"]
+        for r, tid, sf in zip(regions, plan.track_ids, plan.identities, strict=True):
+            r.track_id, r.noaa_ar = tid, sf["noaa_ar"]
         stamp = t[:19].replace(":", "")
-        ql_rel = Path("quicklook") / f"regions-{stamp}.png"
+        ql_rel = _quicklook_rel(t)
         files = [Artifact(ql_rel, quicklook_png(frame.source, regions=regions, frame=frame))]
         cut_dir = Path("regions") / t[:10]
         cut_paths = []
@@ -170,8 +247,8 @@ class RegionsProduct:
             cut_paths.append(entry)
         quicklook = str(self.outputs / ql_rel)
         model = f"detector: {self.detector_model}; classifier: {self.classifier_model}"
-        records, alerts, published = [], [], []
-        for r, sf, cut in zip(regions, idents, cut_paths, strict=True):
+        records, alerts = [], []
+        for r, sf, cut, prior in zip(regions, plan.identities, cut_paths, plan.prior_classes, strict=True):
             payload = {
                 **to_json(r),
                 **sf,
@@ -183,16 +260,10 @@ class RegionsProduct:
             }
             name = f"NOAA {payload['noaa_ar']}" if payload.get("noaa_ar") else f"track {r.track_id}"
             records.append(ProductRecord(RecordKind.REGION.value, f"{t}|{r.track_id}", t, payload, region=name))
-            alerts += self.rules.region_alerts({**payload, "id": r.track_id}, prior.get(r.track_id or 0))
-            published.append(
-                {k: payload[k] for k in ("hgs_lat", "hgs_lon", "mtwilson", "noaa_ar", "harpnum", "track_id", "class_probs")}
-            )
-        self.catalogue.publish_regions(t, published)
-        self.latest = RegionsSnapshot(
-            frame_time_utc=t,
-            by_class={c: sum(r.mtwilson == c for r in regions) for c in MTWILSON_CLASSES},
-            quicklook=quicklook,
-            regions=published,
-        )
+            alerts += self.rules.region_alerts({**payload, "id": r.track_id}, prior)
         log.info("regions", t_rec_utc=t, count=len(regions), classes=[r.mtwilson for r in regions], quicklook=quicklook)
         return Batch(records=records, files=files, alerts=alerts, alerts_at=parse_iso(t).astimezone(dt.UTC))
+
+
+def _quicklook_rel(t_rec_utc: str) -> Path:
+    return Path("quicklook") / f"regions-{t_rec_utc[:19].replace(':', '')}.png"

@@ -186,11 +186,22 @@ class Archive:
         Simulated JSOC latency added to each record's T_REC to get its visibility time.
     aia_out_of_order_s : float
         Extra random delay (seeded) for AIA records, so they arrive out of time order.
+    latency_jitter_s : float
+        Extra random delay (seeded, uniform in 0..this) for every record: the JSOC's processing
+        time varies, so records do not appear in step with any poll schedule.
     seed : int
         Seed of that randomness.
     """
 
-    def __init__(self, root: Path, *, latency_s: float = 0.0, aia_out_of_order_s: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        latency_s: float = 0.0,
+        aia_out_of_order_s: float = 0.0,
+        latency_jitter_s: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             msg = f"archive directory {self.root} does not exist"
@@ -211,6 +222,8 @@ class Archive:
             for r in recs:
                 if aia_out_of_order_s and series.startswith("aia."):
                     r.extra_delay_s = rng.uniform(0, aia_out_of_order_s)
+                if latency_jitter_s:
+                    r.extra_delay_s += rng.uniform(0, latency_jitter_s)
 
     # -- indexing ---------------------------------------------------------------------------
     def _scan(self) -> None:
