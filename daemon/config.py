@@ -29,6 +29,7 @@ from heliowatch.daemon.errors import ConfigError
 
 __all__ = [
     "AlertsConfig",
+    "BackfillConfig",
     "Config",
     "DaemonConfig",
     "FlaresConfig",
@@ -348,6 +349,17 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class BackfillConfig:
+    """[backfill]: reprocessing the archive on Dask (``heliowatch backfill``)."""
+
+    workers: int = _opt(2, "worker processes of the LocalCluster (one thread each); 0 runs in this process", _range(0, 512))
+    memory_per_worker: str = _opt("3GiB", "memory limit of each worker (Dask's memory_limit)")
+    dask_address: str = _opt("", "an existing Dask scheduler (tcp://HOST:PORT); empty starts a LocalCluster")
+    window: int = _opt(6, "units of input in flight at once (bounds what the workers hold)", _range(1, 1000))
+    gpu_worker: bool = _opt(False, "add one worker holding the GPU resource; model analyses run there (GPU box)")
+
+
+@dataclass(frozen=True)
 class StatusConfig:
     """[status]: the read-only status page, served next to /metrics."""
 
@@ -371,6 +383,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
+    backfill: BackfillConfig = field(default_factory=BackfillConfig)
 
     @property
     def export_dir(self) -> Path:

@@ -71,5 +71,13 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Chatty third-party loggers: their INFO lines are per-file noise in a daemon.
-    for name, lvl in (("drms", "WARNING"), ("apscheduler", "WARNING"), ("urllib3", "WARNING")):
+    for name, lvl in (
+        ("drms", "WARNING"),
+        ("apscheduler", "WARNING"),
+        ("urllib3", "WARNING"),
+        ("onnx_ir", "WARNING"),
+        ("onnxscript", "WARNING"),
+        ("torch", "ERROR"),  # the ONNX exporter's "torchvision is not installed" notes
+        ("distributed", "WARNING"),
+    ):
         logging.getLogger(name).setLevel(lvl)

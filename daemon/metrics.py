@@ -120,6 +120,12 @@ class Metrics:
         self.inference_seconds = Histogram(
             "heliowatch_inference_seconds", "Model inference time per call", ["model"], buckets=_DURATION_BUCKETS, registry=r
         )
+        self.coverage = Gauge(
+            "heliowatch_series_coverage_ratio",
+            "Fraction of the last 24 h of a series' cadence slots with an ingested record",
+            ["series"],
+            registry=r,
+        )
         self.product_failures = Counter(
             "heliowatch_product_failures_total", "Units of input a product raised on (retried later)", ["product"], registry=r
         )

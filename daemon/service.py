@@ -31,7 +31,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from heliowatch.daemon import sdnotify
 from heliowatch.daemon.config import Config
-from heliowatch.daemon.status import StatusView
+from heliowatch.daemon.errors import ConfigError
+from heliowatch.daemon.status import StatusView, coverage_by_source
 from heliowatch.daemon.statuspage import StatusServer
 from heliowatch.daemon.wiring import App, build
 from heliowatch.models.core.times import iso_utc, unix_from_iso
@@ -173,6 +174,11 @@ class Daemon:
             alerts.raise_alerts(self.app.rules.stale_alerts(last, now), now=now)
         alerts.deliver()
 
+    def _coverage(self) -> None:
+        for name, value in coverage_by_source(self.app).items():
+            if value == value:  # NaN before any record: no sample rather than a misleading zero
+                self.metrics.coverage.labels(name).set(value)
+
     def _retention(self) -> None:
         n = self.app.store.purge(older_than_days=self.cfg.store.retention_days)
         if n:
@@ -217,9 +223,13 @@ class Daemon:
         if not self.cfg.metrics.enabled:
             return
         m = self.cfg.metrics
-        self.http = StatusServer(
-            self.metrics.http_body, self.status.snapshot, host=m.host, port=m.port, page=self.cfg.status.enabled
-        )
+        try:
+            self.http = StatusServer(
+                self.metrics.http_body, self.status.snapshot, host=m.host, port=m.port, page=self.cfg.status.enabled
+            )
+        except OSError as e:
+            msg = f"cannot listen on {m.host}:{m.port} ({e.strerror or e}); is another heliowatch running? set metrics.port"
+            raise ConfigError(msg, ("metrics", "port")) from e
         self.metrics_port = self.http.port
         log.info("metrics_serving", url=f"http://{m.host}:{self.metrics_port}/metrics", status_page=self.cfg.status.enabled)
 
@@ -244,6 +254,7 @@ class Daemon:
         # Every source polled first, then the products in time order across sources: each
         # product sees what the others knew at that time, whatever order the sources came in.
         self._dispatch(frames)
+        self._coverage()
         if self.app.verifier is not None:
             self.app.verifier.run()
         self._deliver_alerts()
@@ -296,6 +307,9 @@ class Daemon:
         if self.app.verifier is not None:
             sched.add_job(self.app.verifier.run, "interval", seconds=600, id="verify", coalesce=True, max_instances=1)
         sched.add_job(self._retention, "interval", hours=6, id="retention", next_run_time=now, coalesce=True, max_instances=1)
+        sched.add_job(
+            self._coverage, "interval", seconds=max(1.0, 600 / self.app.speed), id="coverage", coalesce=True, max_instances=1
+        )
         hb = self.cfg.daemon.heartbeat_s
         sched.add_job(self._tick, "interval", seconds=hb, id="heartbeat", next_run_time=now, coalesce=True, max_instances=1)
         self._install_signals()

@@ -211,6 +211,41 @@ class StateStore:
         with self.engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 
+    def frame_sets(self, series: str, records: Iterable[str]) -> dict[str, PendingRecord]:
+        """The ingested records among ``records`` with their segment files (one query)."""
+        recs = list(records)
+        out: dict[str, PendingRecord] = {}
+        if not recs:
+            return out
+        paths: dict[str, dict[str, Path]] = {}
+        meta: dict[str, Any] = {}
+        with self.engine.connect() as c:
+            for i in range(0, len(recs), 500):
+                q = sa.select(frames).where(frames.c.series == series, frames.c.record.in_(recs[i : i + 500]))
+                for r in c.execute(q):
+                    paths.setdefault(r.record, {})[r.segment] = Path(r.path)
+                    meta[r.record] = r
+        for rec, segs in paths.items():
+            r = meta[rec]
+            out[rec] = PendingRecord(r.series, rec, r.t_rec_utc, segs, r.latency_s, r.wavelength)
+        return out
+
+    def ingested_times(self, series: str, *, since_utc: str, wavelength: int | None = None) -> list[str]:
+        """T_REC (UTC) of the records of ``series`` ingested since ``since_utc``, oldest first."""
+        q = sa.select(frames.c.t_rec_utc).where(frames.c.series == series, frames.c.t_rec_utc >= since_utc).distinct()
+        if wavelength is not None:
+            q = q.where(frames.c.wavelength == wavelength)
+        with self.engine.connect() as c:
+            return sorted(r[0] for r in c.execute(q))
+
+    def rejects_of(self, series: str) -> dict[str, bool]:
+        """Rejected records of ``series`` -> whether the reject is final."""
+        with self.engine.connect() as c:
+            return {
+                r[0]: bool(r[1])
+                for r in c.execute(sa.select(rejects.c.record, rejects.c.final).where(rejects.c.series == series))
+            }
+
     def frame_counts(self) -> dict[str, int]:
         """Number of distinct ingested records per series."""
         q = sa.select(frames.c.series, sa.func.count(sa.distinct(frames.c.record))).group_by(frames.c.series)

@@ -3,16 +3,30 @@ state database and the outbox (no SQL here: each store answers for itself)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from heliowatch.daemon.wiring import App
+from heliowatch.models.core.times import iso_utc, unix_from_iso
+from heliowatch.pipelines.gaps import cadence_of, coverage
 from heliowatch.pipelines.products.flares import FlaresProduct
 from heliowatch.pipelines.products.regions import RegionsProduct
 
-__all__ = ["StatusView"]
+__all__ = ["StatusView", "coverage_by_source"]
+
+
+def coverage_by_source(app: App, *, window_s: float = 86400.0) -> dict[str, float]:
+    """Per source: the fraction of the last ``window_s`` of cadence slots with an ingested record."""
+    now = app.clock.now()
+    out = {}
+    for ing in app.ingestors:
+        src = ing.source
+        times = app.state.ingested_times(src.series, since_utc=iso_utc(now - window_s, millis=True), wavelength=src.wavelength)
+        out[src.name] = coverage([unix_from_iso(t) for t in times], now=now, cadence_s=cadence_of(src), window_s=window_s)
+    return out
 
 
 def _version() -> str:
@@ -54,6 +68,7 @@ class StatusView:
         for r in app.state.reject_summary():
             rejects[r["series"]] = rejects.get(r["series"], 0) + 1
         health = []
+        cover = coverage_by_source(app)
         for ing in app.ingestors:
             hw = app.state.high_water(ing.source.name)
             latest = app.state.frames(ing.source.series, limit=1)
@@ -64,6 +79,7 @@ class StatusView:
                     "latency_s": latest[0]["latency_s"] if latest else None,
                     "records": counts.get(ing.source.series, 0),
                     "rejected": rejects.get(ing.source.series, 0),
+                    "coverage_24h": None if math.isnan(cover[ing.source.name]) else round(cover[ing.source.name], 4),
                 }
             )
         alerts = app.alerts.outbox.recent(10) if app.alerts is not None else []

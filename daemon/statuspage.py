@@ -44,10 +44,11 @@ def render_page(s: dict[str, Any]) -> str:
     health = (
         "".join(
             f"<tr><td>{html.escape(h['series'])}</td><td>{html.escape(str(h.get('last_record_utc') or '-'))}</td>"
-            f"<td>{_fmt(h.get('latency_s'), '.0f')}</td><td>{h.get('records', 0)}</td><td>{h.get('rejected', 0)}</td></tr>"
+            f"<td>{_fmt(h.get('latency_s'), '.0f')}</td><td>{h.get('records', 0)}</td><td>{h.get('rejected', 0)}</td>"
+            f"<td>{_fmt(100 * h['coverage_24h'], '.1f') + ' %' if h.get('coverage_24h') is not None else '-'}</td></tr>"
             for h in s.get("health", [])
         )
-        or "<tr><td colspan=5>no data yet</td></tr>"
+        or "<tr><td colspan=6>no data yet</td></tr>"
     )
     alerts = (
         "".join(
@@ -82,7 +83,8 @@ th {{ background: #eee }} td.m {{ font-weight: bold }} .ok {{ color: #060 }} .ba
 <th>lat / lon</th><th>method</th></tr>
 {rows}</table>
 <h2>Data health</h2>
-<table><tr><th>series</th><th>newest record (UTC)</th><th>latency s</th><th>records</th><th>rejected</th></tr>{health}</table>
+<table><tr><th>series</th><th>newest record (UTC)</th><th>latency s</th><th>records</th><th>rejected</th>
+<th>coverage 24 h</th></tr>{health}</table>
 <h2>Last alerts</h2>
 <table><tr><th>raised (UTC)</th><th>kind</th><th>subject</th><th>status</th></tr>{alerts}</table>
 </div><div><h2>Latest magnetogram</h2>{img}</div></div>

@@ -21,7 +21,7 @@ from heliowatch.daemon.errors import ConfigError
 from heliowatch.daemon.metrics import Metrics
 from heliowatch.daemon.state import StateStore
 from heliowatch.models.core.errors import UsageError
-from heliowatch.models.core.times import Clock, SystemClock
+from heliowatch.models.core.times import Clock, FixedClock, SystemClock
 from heliowatch.models.flares.forecaster import FlareForecaster
 from heliowatch.models.regions.loaders import region_classifier, region_detector
 from heliowatch.models.runtime.base import RuntimeObserver, RuntimeOptions
@@ -48,7 +48,17 @@ from heliowatch.pipelines.store.outbox import OutboxStore
 from heliowatch.pipelines.store.products import ProductStore
 from heliowatch.pipelines.verification import Ledger, Verifier
 
-__all__ = ["REPLAY_EMAIL", "App", "alert_center", "build", "open_replay", "runtime_options", "sources"]
+__all__ = [
+    "REPLAY_EMAIL",
+    "App",
+    "alert_center",
+    "build",
+    "build_products",
+    "build_worker_products",
+    "open_replay",
+    "runtime_options",
+    "sources",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -404,6 +414,34 @@ def _regions_snapshot(p: RegionsProduct) -> RegionsSnapshot:
 
 def _flares_snapshot(p: FlaresProduct) -> FlaresSnapshot:
     return p.snapshot
+
+
+def build_worker_products(cfg: Config, *, archive: Path | None = None) -> list[Product]:
+    """The products as a backfill worker builds them for their pure steps (``analyse``, ``finish``).
+
+    The flare history comes from the replay archive's event list (``archive``) or the configured
+    event files and the SWPC feed's cache; a backfill sees every event, which is no look-ahead:
+    the forecasts only use events before their issue time.
+    """
+    files: list[Path] = []
+    if archive is not None:
+        files += sorted((archive / "events").glob("*.json"))
+    files += [Path(p) for p in cfg.flares.event_files]
+    cache = cfg.daemon.state_dir / "events" / "swpc-xray-flares.json"
+    if cache.exists():
+        files.append(cache)
+    events = EventSource(files=files, clock=FixedClock(4.0e9)) if files else None
+    srs = None  # naming by the SRS happens in the driver's advance step
+    return build_products(
+        cfg,
+        options=runtime_options(cfg),
+        catalogue=Catalogue(),
+        rules=Rules(**cfg.alerts.rules.__dict__),
+        outputs=cfg.daemon.outputs.resolve(),
+        events=events,
+        srs=srs,
+        clock=SystemClock(),
+    )
 
 
 def _check_sources(client: JsocClient, srcs: list[Source]) -> None:

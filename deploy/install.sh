@@ -83,6 +83,10 @@ trap 'rm -f "$unit"' EXIT
 sed "s|/opt/heliowatch/bin/heliowatch|$venv/bin/heliowatch|" "$here/systemd/heliowatch.service" > "$unit"
 put "$unit" /etc/systemd/system/heliowatch.service 0644
 put "$here/systemd/heliowatch.service.d/hardening.conf" /etc/systemd/system/heliowatch.service.d/hardening.conf 0644
+for u in heliowatch-backfill@.service heliowatch-gapfill.service heliowatch-gapfill.timer; do
+  sed "s|/opt/heliowatch/bin/heliowatch|$venv/bin/heliowatch|" "$here/systemd/$u" > "$unit"
+  put "$unit" "/etc/systemd/system/$u" 0644
+done
 put "$here/deploy/prometheus/heliowatch-rules.yml" /etc/prometheus/rules.d/heliowatch-rules.yml 0644
 put "$here/deploy/grafana/provisioning/datasources/heliowatch.yaml" /etc/grafana/provisioning/datasources/heliowatch.yaml 0644
 put "$here/deploy/grafana/provisioning/dashboards/heliowatch.yaml" /etc/grafana/provisioning/dashboards/heliowatch.yaml 0644
@@ -94,5 +98,5 @@ fi
 if [ "$changed" = 0 ]; then
   say "heliowatch: already installed, nothing to do"
 else
-  say "heliowatch: installed${root:+ under $root}. Next: put the JSOC e-mail and SMTP password in /etc/heliowatch/credentials/, review /etc/heliowatch/config.toml, then: systemctl enable --now heliowatch"
+  say "heliowatch: installed${root:+ under $root}. Next: put the JSOC e-mail and SMTP password in /etc/heliowatch/credentials/, review /etc/heliowatch/config.toml, then: systemctl enable --now heliowatch heliowatch-gapfill.timer"
 fi

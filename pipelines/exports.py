@@ -8,11 +8,11 @@ same content in ``Who``/``What``/``WhereWhen``/``How``/``Why`` for brokers that 
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from heliowatch.models.core import jsonio
 from heliowatch.models.core.times import SystemClock, iso_utc
 
 __all__ = ["HEK_TYPES", "hek_event", "voevent_xml", "write_event"]
@@ -93,7 +93,7 @@ def write_event(kind: str, p: dict[str, Any], out_dir: Path, *, version: str) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{kind}-{str(p['time_utc']).replace(':', '').replace('-', '')}-{p.get('id', 0)}"
     j = out_dir / f"{stem}.hek.json"
-    j.write_text(json.dumps(hek_event(kind, p, version=version), indent=2))
+    j.write_text(jsonio.dumps(hek_event(kind, p, version=version), indent=2))
     x = out_dir / f"{stem}.voevent.xml"
     x.write_text(voevent_xml(kind, p, version=version))
     return [j, x]

@@ -28,7 +28,7 @@ from heliowatch.pipelines.products.base import Batch, Product, Stateful
 from heliowatch.pipelines.store.ledger import LedgerStore
 from heliowatch.pipelines.store.products import ProductStore
 
-__all__ = ["DispatchReport", "FanOut", "FanOutObserver", "PendingRecord", "ProcessedKeys"]
+__all__ = ["DispatchReport", "FanOut", "FanOutObserver", "PendingRecord", "ProcessedKeys", "unit_key", "units_of"]
 
 log = structlog.get_logger(__name__)
 
@@ -106,12 +106,16 @@ class DispatchReport:
         return self
 
 
+def unit_key(frame: VerifiedFrame) -> tuple[str, str, str]:
+    """The unit a frame belongs to: its own record, or for SHARPs every HARP of its T_REC."""
+    return (frame.t_rec_utc, frame.source.name, "" if frame.kind == "sharp" else frame.key)
+
+
 def units_of(frames: Iterable[VerifiedFrame]) -> list[list[VerifiedFrame]]:
     """Frames grouped into units of work, in time order: one per record, the SHARPs of one T_REC together."""
     groups: dict[tuple[str, str, str], list[VerifiedFrame]] = {}
     for f in frames:
-        sub = "" if f.kind == "sharp" else f.key
-        groups.setdefault((f.t_rec_utc, f.source.name, sub), []).append(f)
+        groups.setdefault(unit_key(f), []).append(f)
     return [groups[k] for k in sorted(groups)]
 
 

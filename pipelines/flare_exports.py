@@ -6,10 +6,10 @@ fan-out (which writes them) and ``heliowatch forecast --out`` can write them its
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
+from heliowatch.models.core import jsonio
 from heliowatch.models.flares.forecaster import FullDiskForecast
 
 __all__ = ["export_files", "write_exports"]
@@ -45,8 +45,8 @@ def export_files(fd: FullDiskForecast) -> list[tuple[str, bytes]]:
         ],
     }
     return [
-        (f"flare-forecast-{stem}.json", json.dumps(asdict(fd), indent=2).encode()),
-        (f"flare-forecast-{stem}.ccmc.json", json.dumps(ccmc, indent=2).encode()),
+        (f"flare-forecast-{stem}.json", jsonio.dumps(asdict(fd), indent=2).encode()),
+        (f"flare-forecast-{stem}.ccmc.json", jsonio.dumps(ccmc, indent=2).encode()),
     ]
 
 

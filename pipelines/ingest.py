@@ -221,23 +221,14 @@ class Ingestor:
         res.new = len(fresh)
         res.remaining = max(0, len(fresh) - self.max_records)
         for rec in fresh[: self.max_records]:
-            if rec.quality is None or rec.quality != 0:
-                self._reject(rec, "quality", final=True, detail=f"QUALITY={rec.quality!r}")
+            outcome, frame = self.fetch(rec)
+            if outcome == "quality":
                 res.skipped_quality += 1
-                continue
-            try:
-                frame = self._ingest(rec)
-            except DataRejected as e:
-                self._reject(rec, e.reason, final=False, detail=str(e))
+            elif frame is None:
                 res.rejected += 1
-                continue
-            except SourceUnavailable as e:
-                # The export or a download failed after retries: try again next poll.
-                self._reject(rec, "download", final=False, detail=str(e))
-                res.rejected += 1
-                continue
-            res.ingested += 1
-            res.frames.append(frame)
+            else:
+                res.ingested += 1
+                res.frames.append(frame)
         if self.observer is not None:
             self.observer.polled(src.name, self.clock.now())
         if res.new or res.rejected:
@@ -245,6 +236,32 @@ class Ingestor:
         else:
             log.debug("poll", **res.summary())
         return res
+
+    def fetch(self, rec: RemoteRecord, *, hw_key: str | None = None, note: bool = True) -> tuple[str, VerifiedFrame | None]:
+        """Export, download, verify and record one record (``hw_key``: the high-water mark to move;
+        a backfill uses its own, so the live one never moves for past data). With ``note=False`` a
+        failure is only returned, not counted as a reject (the caller retries at once).
+
+        Returns
+        -------
+        (outcome, frame)
+            ``("ok", frame)``, or ``(reason, None)`` when the record was rejected (``quality``:
+            never retried; any other reason: retried later).
+        """
+        if rec.quality is None or rec.quality != 0:
+            self._reject(rec, "quality", final=True, detail=f"QUALITY={rec.quality!r}")
+            return "quality", None
+        try:
+            return "ok", self._ingest(rec, hw_key=hw_key)
+        except DataRejected as e:
+            if note:
+                self._reject(rec, e.reason, final=False, detail=str(e))
+            return e.reason, None
+        except SourceUnavailable as e:
+            # The export or a download failed after retries: try again later.
+            if note:
+                self._reject(rec, "download", final=False, detail=str(e))
+            return "download", None
 
     def _reject(self, rec: RemoteRecord, reason: str, *, final: bool, detail: str) -> None:
         attempts = self.state.note_reject(
@@ -254,7 +271,7 @@ class Ingestor:
             self.observer.rejected(self.source.name, reason)
         log.warning("record_rejected", record=rec.name, reason=reason, attempts=attempts, final=final, detail=detail[:300])
 
-    def _ingest(self, rec: RemoteRecord) -> VerifiedFrame:
+    def _ingest(self, rec: RemoteRecord, *, hw_key: str | None = None) -> VerifiedFrame:
         src = self.source
         segs = ",".join(src.segments)
         pairs = self.client.export_urls(f"{rec.name}{{{segs}}}")
@@ -290,7 +307,7 @@ class Ingestor:
                     latency_s=latency,
                 )
             )
-        self.state.record_frames(items, hw_key=src.name)
+        self.state.record_frames(items, hw_key=hw_key or src.name)
         if self.observer is not None:
             self.observer.ingested(
                 src.name, nbytes=sum(i.size for i in items), latency_s=latency, t_rec_unix=unix_from_iso(rec.t_rec_utc)

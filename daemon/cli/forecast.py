@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from heliowatch.daemon.cli.common import add_config, config_of
+from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.flares.backtest import run_backtest
 from heliowatch.models.flares.events import load_events
@@ -44,7 +44,7 @@ def _cmd_backtest(a: argparse.Namespace) -> int:
         raise UsageError(str(e)) from e
     print(res.table())
     scores = Path(a.out).with_suffix(".scores.json")
-    scores.write_text(json.dumps({"scores": res.scores, "limb": res.limb}, indent=2, default=float))
+    scores.write_text(jsonio.dumps({"scores": res.scores, "limb": res.limb}, indent=2, default=float))
     print(f"wrote {a.out} ({len(res.forecasts)} days) and {scores}", file=sys.stderr)
     return 0
 
@@ -67,7 +67,7 @@ def _cmd_forecast(a: argparse.Namespace) -> int:
         seen.setdefault((inp.harpnum, inp.t_rec_utc), inp)  # one forecast per record, whatever the segment
     out = [fc.forecast_region(inp, history, pd.Timestamp(inp.t_rec_utc[:19])) for inp in seen.values()]
     if a.json:
-        print(json.dumps([asdict(r) for r in out], indent=2))
+        print(jsonio.dumps([asdict(r) for r in out], indent=2))
     else:
         print(f"{'file':<58}{'HARP':>6}{'NOAA':>7}{'P(>=C)':>8}{'P(>=M)':>8}{'P(>=X)':>8}  method")
         for r in out:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from heliowatch.daemon.cli.common import add_config, config_of
 from heliowatch.models import registry
+from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import ModelError, UsageError
 from heliowatch.models.registry import resolve_root
 from heliowatch.models.runtime.bench import bench_model, format_table
@@ -62,7 +62,7 @@ def _cmd_list(a: argparse.Namespace) -> int:
             card["onnx_export"] = {"verified": False, "reason": str(e)}
         cards.append(card)
     if a.json:
-        print(json.dumps(cards, indent=2))
+        print(jsonio.dumps(cards, indent=2))
         return 0
     for c in cards:
         t = c.get("training", {})

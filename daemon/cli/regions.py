@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from heliowatch.daemon.cli.common import add_config, config_of
 from heliowatch.daemon.wiring import runtime_options
+from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.core.times import parse_iso
 from heliowatch.models.regions.classify import classify_regions
@@ -63,8 +63,9 @@ def _cmd_detect(a: argparse.Namespace) -> int:
         _write(Path(a.quicklook), quicklook_png(frame.source, regions=regions, frame=frame))
     if a.json:
         print(
-            json.dumps(
+            jsonio.dumps(
                 {
+                    "schema_version": jsonio.SCHEMA_VERSION,
                     "file": str(p),
                     "t_rec_utc": frame.t_rec_utc,
                     "regions": [
@@ -99,7 +100,7 @@ def _cmd_classify(a: argparse.Namespace) -> int:
             raise UsageError(msg)
         out.append({**classify_cutout(p, cnn=cnn), "model": {"classifier": model}})
     if a.json:
-        print(json.dumps(out, indent=2))
+        print(jsonio.dumps(out, indent=2))
     else:
         for o in out:
             print(f"{Path(o['file']).name}: {o['mtwilson']} ({o['class_probs'][o['mtwilson']]:.2f})")

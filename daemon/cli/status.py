@@ -10,6 +10,7 @@ from heliowatch.daemon.cli.common import add_config, config_of
 from heliowatch.daemon.config import Config
 from heliowatch.daemon.state import StateStore
 from heliowatch.daemon.wiring import alert_center
+from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.core.times import SystemClock, iso_utc
 from heliowatch.pipelines.alerts import Alert
@@ -47,7 +48,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     summary = cfg.daemon.outputs / "run-summary.json"
     if summary.exists():
         out["last_run"] = json.loads(summary.read_text())
-    print(json.dumps(out, indent=2, default=str))
+    print(jsonio.dumps(out, indent=2, default=str))
     return 0
 
 
@@ -58,7 +59,7 @@ def _cmd_products(args: argparse.Namespace) -> int:
         raise UsageError(msg)
     store = ProductStore(cfg.store.url) if cfg.store.url else ProductStore(_state(cfg).engine)
     print(
-        json.dumps(
+        jsonio.dumps(
             {"counts": store.counts(), "products": store.latest(args.product, limit=args.limit, region=args.region)}, indent=2
         )
     )

@@ -8,13 +8,13 @@ shipped one.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from heliowatch.daemon.cli.common import add_config, config_of, progress_bar
 from heliowatch.daemon.cli.forecast import default_events
+from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.flares.cnn import train_cnn
 from heliowatch.models.flares.train import train_climatology, train_feature_models
@@ -40,7 +40,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
             )
         else:
             res = train_region_classifier(out, frames=a.frames or 60, epochs=a.epochs)
-        print(json.dumps(res, indent=2))
+        print(jsonio.dumps(res, indent=2))
         return 0
     if a.model not in _NEEDS_DATA:  # a registry model without a recipe: seeded initial weights
         print(init_weights(a.model, root=out))

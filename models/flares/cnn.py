@@ -80,23 +80,28 @@ def prepare_patch(los_gauss: np.ndarray, *, cdelt_deg: float = 0.03, lat: float 
     return pad_to_canvas(d / 1000.0, CANVAS)
 
 
-def occlusion_map(predict: Any, canvas: np.ndarray, *, size: int = 16, stride: int = 8) -> tuple[float, np.ndarray]:
+def occlusion_map(
+    predict: Any, canvas: np.ndarray, *, size: int = 16, stride: int = 8, chunk: int = 64
+) -> tuple[float, np.ndarray]:
     """Probability drop when a ``size`` square is zeroed, at each ``stride`` step, normalised.
 
     ``predict`` maps a batch ``(N, 1, H, W)`` to probabilities ``(N, 1)`` (a
     :class:`~heliowatch.models.runtime.runtime.Runtime`'s ``predict``). Returns the
     unoccluded probability and a map on the canvas grid in [-1, 1] (1: the largest drop).
+    The occluded copies are made ``chunk`` at a time: all of them at once would be 1 GB for a
+    256x512 canvas, more than a backfill worker is allowed.
     """
     h, w = canvas.shape
     p0 = float(predict(canvas[None, None].astype(np.float32))[0, 0])
     ys, xs = list(range(0, h - size + 1, stride)), list(range(0, w - size + 1, stride))
-    batch = np.repeat(canvas[None, None], len(ys) * len(xs), axis=0).astype(np.float32)
-    k = 0
-    for y in ys:
-        for x in xs:
+    positions = [(y, x) for y in ys for x in xs]
+    p = np.empty(len(positions), np.float64)
+    for start in range(0, len(positions), chunk):
+        part = positions[start : start + chunk]
+        batch = np.repeat(canvas[None, None], len(part), axis=0).astype(np.float32)
+        for k, (y, x) in enumerate(part):
             batch[k, 0, y : y + size, x : x + size] = 0.0
-            k += 1
-    p = predict(batch)[:, 0]
+        p[start : start + len(part)] = np.asarray(predict(batch))[:, 0]
     drop = np.zeros((h, w))
     count = np.zeros((h, w))
     k = 0

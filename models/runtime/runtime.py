@@ -111,7 +111,10 @@ class Runtime:
         if wanted != "auto" and wanted not in BACKENDS:
             msg = f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}"
             raise ModelError(msg)
-        order = list(BACKENDS) if wanted == "auto" else [wanted] + ([b for b in BACKENDS if b != wanted] if not only else [])
+        # Backends whose libraries or device are absent here (TensorRT, CUDA on a CPU box) are not
+        # tried in auto mode: that is the machine, not a fault, and says nothing in the log.
+        present = available_backends()
+        order = present if wanted == "auto" else [wanted] + ([b for b in present if b != wanted] if not only else [])
         self._torch_module: Any = None
         self.backend: Backend = self._select(order)
         if observer is not None:

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from heliowatch.models.core import jsonio
 from heliowatch.models.core.times import Clock, SystemClock, iso_utc
 from heliowatch.models.core.vocabulary import RecordKind
 
@@ -69,7 +70,7 @@ class ProductStore:
             "key": key,
             "t_utc": t_utc,
             "region": region,
-            "payload": json.dumps(payload, default=str, sort_keys=True),
+            "payload": jsonio.dumps(payload, sort_keys=True),
             "created_utc": iso_utc(self.clock.now()),
         }
         with self.engine.begin() as c:

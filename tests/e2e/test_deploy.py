@@ -117,6 +117,21 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         assert want in text
     hardening = (ROOT / "systemd" / "heliowatch.service.d" / "hardening.conf").read_text()
     assert "DeviceAllow=char-nvidia rw" in hardening and "\nPrivateDevices" not in hardening
+    # The backfill unit (a template: one instance per range), the nightly gap fill and its timer.
+    inst = tmp_path / "heliowatch-backfill@2024-05-01--2024-06-01.service"
+    units = {
+        tmp_path / "heliowatch-backfill@.service": "heliowatch-backfill@.service",
+        inst: "heliowatch-backfill@.service",
+        tmp_path / "heliowatch-gapfill.service": "heliowatch-gapfill.service",
+        tmp_path / "heliowatch-gapfill.timer": "heliowatch-gapfill.timer",
+    }
+    for dest, src in units.items():
+        dest.write_text((ROOT / "systemd" / src).read_text().replace("/opt/heliowatch/bin/heliowatch", str(exe)))
+        p = subprocess.run([analyze, "verify", "--man=no", str(dest)], capture_output=True, text=True)
+        assert p.returncode == 0 and not [x for x in (p.stdout + p.stderr).splitlines() if "heliowatch" in x], p.stdout + p.stderr
+    assert "--range %I" in (ROOT / "systemd" / "heliowatch-backfill@.service").read_text()
+    assert "--gaps --last 48h" in (ROOT / "systemd" / "heliowatch-gapfill.service").read_text()
+    assert "Persistent=true" in (ROOT / "systemd" / "heliowatch-gapfill.timer").read_text()
 
 
 def test_install_script_is_idempotent_and_has_a_dry_run(tmp_path: Path) -> None:
@@ -136,6 +151,8 @@ def test_install_script_is_idempotent_and_has_a_dry_run(tmp_path: Path) -> None:
         "etc/prometheus/rules.d/heliowatch-rules.yml",
         "var/lib/grafana/dashboards/heliowatch/heliowatch-dashboard.json",
         "etc/systemd/system/heliowatch.service.d/hardening.conf",
+        "etc/systemd/system/heliowatch-backfill@.service",
+        "etc/systemd/system/heliowatch-gapfill.timer",
     ):
         assert (tmp_path / f).exists(), f
     bad = subprocess.run(["bash", str(script), "--bogus"], capture_output=True, text=True)

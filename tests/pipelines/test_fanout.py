@@ -12,8 +12,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import pytest
-
 from heliowatch.daemon.config import load_config
 from heliowatch.daemon.service import Daemon
 from heliowatch.daemon.wiring import build

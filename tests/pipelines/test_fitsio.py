@@ -113,3 +113,47 @@ def test_header_value_tolerates_missing_marker(tmp_path: Path) -> None:
     h["NOAA_ARS"] = "MISSING"
     assert header_value(h, "NOAA_ARS", 0) == 0
     shutil.copy(REAL, tmp_path / "x.fits")
+
+
+# -- hostile files (issue: nothing stuck, never a traceback) ---------------------------------------
+def _edit_header(src: Path, dest: Path, card: str, value: str) -> Path:
+    """Rewrite one header card's 80 bytes in place, as a hostile server could."""
+    raw = bytearray(src.read_bytes())
+    key = card.ljust(8).encode()
+    for off in range(0, len(raw), 80):
+        if raw[off : off + 8] == key:
+            raw[off : off + 80] = f"{card:<8}= {value:>20}".ljust(80).encode()
+            dest.write_bytes(bytes(raw))
+            return dest
+    raise AssertionError(f"{card} not in {src}")
+
+
+@pytest.mark.parametrize(
+    ("card", "value"),
+    [
+        ("DATASUM", "1E400"),  # astropy's checksum: OverflowError
+        ("ZNAXIS1", "-5"),
+        ("ZNAXIS2", "'x'"),
+        ("ZVAL2", "1E400"),
+        ("XTENSION", "'NOTHING '"),
+        ("ZBITPIX", "7"),
+    ],
+)
+def test_hostile_header_cards_are_a_corrupt_reject_never_another_error(tmp_path: Path, card: str, value: str) -> None:
+    src = write_record(tmp_path, t_rec=dt.datetime(2024, 5, 10), shape=(64, 64))
+    bad = _edit_header(src, tmp_path / "bad.fits", card, value)
+    with pytest.raises(DataRejected) as e:
+        read_fits(bad)
+    assert e.value.reason in ("corrupt", "size", "checksum", "truncated")
+    assert "\n" not in str(e.value)
+
+
+def test_a_compressed_cube_is_refused_before_it_is_decompressed(tmp_path: Path) -> None:
+    # 400 x 256 x 256 of zeros: a file of a few MB that would be 100 MB in memory.
+    cube = np.zeros((400, 256, 256), np.float32)
+    p = tmp_path / "bomb.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(cube, compression_type="GZIP_1")]).writeto(p)
+    assert p.stat().st_size < cube.nbytes / 10
+    with pytest.raises(DataRejected, match="3 axes") as e:
+        read_fits(p)
+    assert e.value.reason == "size"

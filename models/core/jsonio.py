@@ -1,0 +1,49 @@
+"""Strict JSON (RFC 8259): no NaN or Infinity anywhere, numpy scalars as plain numbers.
+
+``json.dumps`` writes ``NaN``/``Infinity`` by default, which ``JSON.parse`` and jq reject; a value
+that is not a finite number (a delta separation when there is no opposite umbra, a missing
+keyword) is written as ``null`` instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SCHEMA_VERSION", "dumps", "strict"]
+
+#: Version of the JSON outputs' schemas (docs/schemas/); bumped when a field changes meaning.
+SCHEMA_VERSION = 1
+
+
+def strict(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None, numpy values and paths made plain."""
+    if isinstance(obj, float | np.floating):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, dict):
+        return {str(k): strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [strict(v) for v in obj.tolist()]
+    if isinstance(obj, Path):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return strict(dataclasses.asdict(obj))
+    return obj
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` of :func:`strict` (``allow_nan=False``: a stray NaN is a bug, not output)."""
+    kwargs.setdefault("default", str)
+    return json.dumps(strict(obj), allow_nan=False, **kwargs)
