@@ -136,10 +136,10 @@ def test_missing_backend_falls_back_with_a_metric(export_dir: Path) -> None:
     )
     assert rt.info == {
         "name": "emergence-fcn",
-        "version": "0.1.0",
+        "version": "0.2.0",
         "backend": "onnxruntime-cpu",
-        "synthetic": False,
-        "trained": False,
+        "synthetic": True,  # the shipped weights are trained on synthetic patches, and say so
+        "trained": True,
         "operational": False,
     }
 
