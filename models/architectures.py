@@ -6,10 +6,11 @@
   Both end in global average pooling, so any patch size works: patches are padded or tiled at
   a fixed plate scale, never resized (the paper traced artefacts to resizing).
 - :class:`EmergenceFCN`: the five-layer fully convolutional VGG-like network of Dhuri,
-  Hanasoge, Birch & Schunker (2020, ApJ 903:27) on 85x85 Postel patches at 1.4 Mm/px; the
-  output is a per-pixel emergence probability map.
-- :class:`JetConvLSTM`: Charlet et al.'s coronal-jet detector on AIA 304 sequences: five
-  conv-conv-maxpool blocks per frame, an LSTM over the frames, dropout and one sigmoid.
+  Hanasoge, Birch & Schunker (2020, ApJ 903:27) on 85x85 Postel patches at 1.4 Mm/px lives in
+  :mod:`heliowatch.models.emergence.network` (identity activations, one sigmoid per patch);
+  it is re-exported here.
+- Charlet et al.'s coronal-jet detector (conv + LSTM) lives in :mod:`heliowatch.models.jets.network`,
+  split into a per-frame encoder and a recurrent head.
 
 Layer widths the papers leave open are our choices, recorded in each model card.
 All modules return probabilities in [0, 1].
@@ -17,12 +18,12 @@ All modules return probabilities in [0, 1].
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import nn
 
-__all__ = ["EmergenceFCN", "FlareCNN1", "FlareCNN2", "Inception", "JetConvLSTM", "RegionClassifier"]
+from heliowatch.models.emergence.network import EmergenceFCN
+
+__all__ = ["EmergenceFCN", "FlareCNN1", "FlareCNN2", "Inception", "RegionClassifier"]
 
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:
@@ -90,51 +91,6 @@ class FlareCNN2(nn.Module):
         x = self.pool(self.inc1(x))
         x = self.pool(self.inc2(x))
         return torch.sigmoid(self.head(x.mean(dim=(2, 3), keepdim=True)))
-
-
-class EmergenceFCN(nn.Module):
-    """Five 3x3 conv layers (VGG-like, no pooling) and a 1x1 head: a probability map.
-
-    Input ``(B, T, 85, 85)``: T tracked frames of the LOS field in kG as channels.
-    Output ``(B, 1, 85, 85)``.
-    """
-
-    def __init__(self, frames: int = 4, width: int = 32) -> None:
-        super().__init__()
-        w = width
-        self.body = nn.Sequential(_conv(frames, w), _conv(w, 2 * w), _conv(2 * w, 2 * w), _conv(2 * w, 2 * w), _conv(2 * w, w))
-        self.head = nn.Conv2d(w, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-pixel emergence probability."""
-        return torch.sigmoid(self.head(self.body(x)))
-
-
-class JetConvLSTM(nn.Module):
-    """Per-frame CNN (five conv-conv-maxpool blocks), LSTM over time, dropout, sigmoid.
-
-    Input ``(B, T, 1, 166, 166)``: AIA 304 in DN/s scaled by 1/1000, T frames (30 at 24 s).
-    Output ``(B, 1)``: probability that the sequence contains a jet.
-    """
-
-    def __init__(self, width: int = 8, hidden: int = 64, dropout: float = 0.5) -> None:
-        super().__init__()
-        chans = [1, width, 2 * width, 4 * width, 4 * width, 8 * width]
-        blocks: list[nn.Module] = []
-        for cin, cout in itertools.pairwise(chans):
-            blocks += [_conv(cin, cout), _conv(cout, cout), nn.MaxPool2d(2)]
-        self.cnn = nn.Sequential(*blocks)
-        self.proj = nn.Linear(chans[-1], hidden)
-        self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Probability of a jet in the sequence."""
-        b, t = x.shape[0], x.shape[1]
-        f = self.cnn(x.reshape(b * t, x.shape[2], x.shape[3], x.shape[4]))
-        f = torch.relu(self.proj(f.mean(dim=(2, 3)))).reshape(b, t, -1)
-        out, _ = self.lstm(f)
-        return torch.sigmoid(self.head(out[:, -1]))
 
 
 class RegionClassifier(nn.Module):

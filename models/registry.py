@@ -58,7 +58,7 @@ def _flare2() -> Any:
 
 
 def _emergence() -> Any:
-    from heliowatch.models.architectures import EmergenceFCN  # noqa: PLC0415  (imports torch: optional heavy backend)
+    from heliowatch.models.emergence.network import EmergenceFCN  # noqa: PLC0415  (imports torch: optional heavy backend)
 
     return EmergenceFCN()
 
@@ -76,12 +76,32 @@ def _region_det() -> Any:
 
 
 def _jets() -> Any:
-    from heliowatch.models.architectures import JetConvLSTM  # noqa: PLC0415  (imports torch: optional heavy backend)
+    from heliowatch.models.jets.network import JetConvLSTM  # noqa: PLC0415  (imports torch: optional heavy backend)
 
     return JetConvLSTM()
 
 
+def _jet_encoder() -> Any:
+    from heliowatch.models.jets.network import JetEncoder  # noqa: PLC0415  (imports torch: optional heavy backend)
+
+    return JetEncoder()
+
+
+def _jet_head() -> Any:
+    from heliowatch.models.jets.network import JetHead  # noqa: PLC0415  (imports torch: optional heavy backend)
+
+    return JetHead()
+
+
 _FLARE_IN = "LOS field in kG (Gauss/1000), NaN set to 0; hemisphere-normalised (south flipped N-S and in sign)"
+_JET_IN = (
+    "AIA 304 A tile in DN/s divided by the median of its in-image pixels (floored at 2 DN/s), clipped to +-50, "
+    "zero-padded (heliowatch.models.jets.tiles.cut)"
+)
+_JET_SCALE = '166x166 at 1.8"/px (500x500 at 0.6"/px pooled 3x3), north up'
+_JET_REF = "Charlet et al., conv + LSTM jet detector (accuracy 92.3 %, F1 0.93, AUC 0.92; threshold 0.1 for recall)"
+_JET_ENC = "5 x (conv-conv(BN,ReLU)-maxpool) per frame (8-16-32-32-64), GAP, linear 64 + ReLU"
+_JET_HEAD = "LSTM(64) over the frames, last step, dropout 0.5, linear, sigmoid"
 MODELS: dict[str, ModelSpec] = {
     s.name: s
     for s in (
@@ -117,16 +137,18 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             name="emergence-fcn",
-            version="0.1.0",
+            version="0.2.0",
             factory=_emergence,
-            example_shape=(1, 4, 85, 85),
-            dynamic={0: ("batch", 1, 16, 128)},
-            input_name="frames",
-            units="LOS field in kG of 4 tracked frames (channels, oldest first)",
-            plate_scale="85x85 Postel patch at 1.4 Mm/px",
-            description="pre-emergence probability map of a tracked patch",
-            reference="Dhuri, Hanasoge, Birch & Schunker 2020, ApJ 903:27",
-            architecture_notes="five 3x3 conv(BN,ReLU) layers (32-64-64-64-32), 1x1 conv head, per-pixel sigmoid",
+            example_shape=(1, 1, 85, 85),
+            dynamic={0: ("batch", 1, 128, 512)},
+            input_name="patch",
+            units="LOS field in kG (Gauss/1000) averaged over a 410-min window of 720 s frames, NaN set to 0",
+            plate_scale="85x85 Postel (azimuthal equidistant) patch at 1.4 Mm/px on a Carrington grid point, north up, west right"
+            " (heliowatch.models.emergence.patches)",
+            description="P(emergence within 24 h) of a tracked patch from one averaging window",
+            reference="Dhuri, Hanasoge, Birch & Schunker 2020, ApJ 903:27 (fully convolutional VGG-like CNN)",
+            architecture_notes="five 3x3 valid convs with identity activations (8-8 | 16 | 32 | 1 filters), 2x2 max-pools"
+            " 81->40->19->8, conv5 map 6x6, 6x6 max-pool, sigmoid; no FC layer; logit averaged over the polarity flip",
             init_seed=103,
         ),
         ModelSpec(
@@ -161,21 +183,51 @@ MODELS: dict[str, ModelSpec] = {
             # scale there, not relative to values that happen to be near zero.
             extra={"parity_floor": 0.05},
         ),
+        # The jet detector: one training run (heliowatch.models.jets.train) writes all three; the
+        # daemon serves encoder (once per new frame and tile) + head (over cached features).
         ModelSpec(
             name="jet-convlstm",
-            version="0.1.0",
+            version="0.2.0",
             factory=_jets,
             example_shape=(1, 30, 1, 166, 166),
             dynamic={0: ("batch", 1, 4, 16), 1: ("time", 2, 30, 48)},
             input_name="frames",
-            units="AIA 304 A in DN/s / 1000",
-            plate_scale='166x166 at 1.8"/px (500x500 at 0.6"/px pooled 3x3), 24 s cadence',
-            description="coronal jet in a 304 A sequence",
-            reference="Charlet et al., conv + LSTM jet detector (accuracy 92 %, F1 0.93, AUC 0.92)",
-            architecture_notes=(
-                "5 x (conv-conv-maxpool) per frame (8-16-32-32-64), GAP, linear 64, LSTM(64), dropout 0.5, sigmoid"
-            ),
+            units=_JET_IN,
+            plate_scale=_JET_SCALE + ", 24 s cadence, oldest frame first",
+            description="coronal jet in a 304 A sequence (full model: encoder on every frame + recurrent head)",
+            reference=_JET_REF,
+            architecture_notes=_JET_ENC + "; " + _JET_HEAD,
             init_seed=104,
+        ),
+        ModelSpec(
+            name="jet-encoder",
+            version="0.2.0",
+            factory=_jet_encoder,
+            example_shape=(1, 1, 166, 166),
+            dynamic={0: ("batch", 1, 64, 256)},
+            input_name="tile",
+            units=_JET_IN,
+            plate_scale=_JET_SCALE + "; one frame per item (tiles of one frame batched)",
+            description="per-frame features of a 304 A tile for the jet head (64 non-negative values)",
+            reference=_JET_REF,
+            architecture_notes=_JET_ENC,
+            init_seed=107,
+        ),
+        ModelSpec(
+            name="jet-head",
+            version="0.2.0",
+            factory=_jet_head,
+            example_shape=(1, 30, 64),
+            # Windows shorter than 10 frames are refused by the feature cache, not by the graph:
+            # the exporter traces with 2 on every dynamic axis, so the profile starts at 2.
+            dynamic={0: ("batch", 1, 64, 512), 1: ("time", 2, 30, 48)},
+            input_name="features",
+            units="jet-encoder features of each frame (dimensionless), oldest first",
+            plate_scale="frames 24 s apart (every second 12 s AIA frame); 30 nominal, 10..48 accepted",
+            description="coronal jet probability of a tile from its cached per-frame features",
+            reference=_JET_REF,
+            architecture_notes=_JET_HEAD,
+            init_seed=108,
         ),
     )
 }

@@ -7,8 +7,10 @@
 - region classifier: the real SHARP Br of HARP 377, binned 4x (0.12 deg/px ~ 2"/px);
 - region detector: a semi-real full disk, the bundled real SHARP patches placed on a synthetic
   quiet Sun;
-- emergence FCN: synthetic emergence frames (no real tracked patches are available offline);
-- jet model: the bundled synthetic AIA 304 jet sequence (no real AIA sequences offline).
+- emergence FCN: the average of a synthetic emerging-patch sequence (no real tracked patches
+  are available offline);
+- jet models: the bundled synthetic AIA 304 jet sequence (no real AIA sequences offline), as
+  normalised tiles (encoder, full model) or the encoder's features of it (head).
 """
 
 from __future__ import annotations
@@ -57,8 +59,13 @@ def real_inputs(name: str) -> tuple[np.ndarray, str]:
         x = detector_input(prepare_disk(roundtrip_image(data, hdr), name="semireal"))[0]
         return x, "semi-real full disk: the bundled real SHARP patches (HARP 377, 7115) on a synthetic quiet Sun"
     if name.startswith("emergence"):
+        # The FCN reads one window average (kG): the mean of the synthetic sequence stands for it.
         cube, _, _ = synth_emergence(dt.datetime(2014, 1, 1, tzinfo=dt.UTC), emerging=True, seed=1)
-        return (cube[-4:] / 1000.0)[None].astype(np.float32), "synthetic emerging patch (no real one offline)"
+        x = (cube.mean(axis=0) / 1000.0)[None, None].astype(np.float32)
+        return x, "synthetic emerging patch, averaged (no real one offline)"
     files = sorted((demo_archive_path() / "aia").glob("*.fits"))
     cube = np.stack([read_fits(p).data for p in files]).astype(np.float32)
-    return (cube[:, None] / 1000.0)[None], "bundled synthetic AIA 304 jet sequence (no real sequence offline)"
+    # The jet models read normalised tiles (encoder, full model) or the encoder's features (head).
+    from heliowatch.models.jets.parity import parity_input  # noqa: PLC0415  (imports torch: optional heavy backend)
+
+    return parity_input(name, cube), "bundled synthetic AIA 304 jet sequence (no real sequence offline)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,11 @@ def export_model(name: str, export_dir: Path, *, weights_root: Path | None = Non
     export_dir.mkdir(parents=True, exist_ok=True)
     path = onnx_path(export_dir, name)
     tmp = path.with_name(path.name + ".part")
+    # The exporter's own logger notes optional packages it skips ("torchvision is not installed"):
+    # not ours to act on, and it writes past any handler configuration, so it is quieted here.
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # exporter chatter (deprecations inside torch/onnxscript)
@@ -96,6 +102,8 @@ def export_model(name: str, export_dir: Path, *, weights_root: Path | None = Non
         tmp.unlink(missing_ok=True)
         msg = f"model {name}: ONNX export failed: {type(e).__name__}: {str(e)[:300]}"
         raise ModelError(msg) from e
+    finally:
+        registration.setLevel(level)
     tmp.replace(path)
     inputs = [(i.name, [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]) for i in model.graph.input]
     outputs = [(o.name, [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]) for o in model.graph.output]
