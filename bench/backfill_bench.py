@@ -63,12 +63,15 @@ def main() -> None:
     from heliowatch.daemon.service import Daemon
     from heliowatch.daemon.wiring import build
 
-    configure_logging("error", "json", stream=open("/dev/null", "w"))  # noqa: SIM115
+    configure_logging("error", "json", stream=open("/dev/null", "w"))
     tmp = Path(tempfile.mkdtemp(prefix="hw-backfill-bench-"))
     archive = tmp / "archive"
     t = time.perf_counter()
     make_archive(archive, a.records, a.size)
-    print(f"archive: {a.records} magnetograms ({a.size}x{a.size}) + {a.records} SHARP records, made in {time.perf_counter() - t:.0f} s")
+    print(
+        f"archive: {a.records} magnetograms ({a.size}x{a.size}) + {a.records} SHARP records,"
+        f" made in {time.perf_counter() - t:.0f} s"
+    )
 
     def cfg_for(name: str):  # type: ignore[no-untyped-def]
         state = tmp / name
@@ -136,7 +139,10 @@ def main() -> None:
     print(f"projection, one year of HMI ({YEAR_HMI} magnetograms + {YEAR_HMI} SHARP cadences) at {a.size}x{a.size}:")
     print(f"  this 2-core box, 2 workers: {2 * YEAR_HMI * per / 86400:.1f} days")
     for n in (8, 32):
-        print(f"  {n} single-threaded workers (linear from 1 worker; the driver's downloads not counted): {2 * YEAR_HMI * per1 / n / 86400:.2f} days")
+        print(
+            f"  {n} single-threaded workers (linear from 1 worker; the driver's downloads not counted):"
+            f" {2 * YEAR_HMI * per1 / n / 86400:.2f} days"
+        )
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -10,8 +10,11 @@ The real SHARP patches in ``pipelines/data/demo_archive/sharp`` are of NOAA 1115
   the real SHARP's flux-weighted centre (S20.2 W12.8) as beta-gamma-delta (its class that
   day, DATA.md). The 01:36 frame carries QUALITY 0x400 (as real NRT frames sometimes do),
   so a replay shows a skipped record.
-- ``aia/``: a 30-frame ``aia.lev1_nrt2`` 304 A sequence from 01:50 UTC at 24 s cadence,
-  166x166 cutouts at 1.8"/px, with a coronal jet.
+- ``aia/``: two 30-frame ``aia.lev1_nrt2`` 304 A sequences at 24 s cadence, 200x200 cutouts
+  at 1.8"/px in DN (level-1-like: the exposure is each frame's own): from 01:50 UTC beside
+  NOAA 11158 with one coronal jet (hand-set parameters, in ``truth.json``), and from 02:10 UTC
+  at the north-east limb with no jet (bright points, loops, spicules and exposure changes
+  only). The demo shows jet events from the first and none from the second.
 
 Usage: ``python bench/make_demo_archive.py [--out pipelines/data/demo_archive]``
 """
@@ -24,6 +27,8 @@ import json
 import math
 import sys
 from pathlib import Path
+
+from astropy.io import fits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,8 +44,8 @@ SRS_20110215 = [
 
 def main() -> None:
     from heliowatch.models.regions.tracking import Tracker
-    from heliowatch.models.synthetic.aia import synth_aia_sequence
     from heliowatch.models.synthetic.fitsout import write_fits
+    from heliowatch.models.synthetic.jets import FullDiskScene, JetSpec
     from heliowatch.models.synthetic.magnetogram import RegionSpec, synth_magnetogram
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,13 +70,41 @@ def main() -> None:
         write_fits(mag_dir / f"{stem}.magnetogram.fits", data, header)
         truth_all.append({"file": f"{stem}.magnetogram.fits", **truth})
     (mag_dir / "truth.json").write_text(json.dumps({"synthetic": True, "frames": truth_all}, indent=2))
-    cube, headers, truth = synth_aia_sequence(dt.datetime(2011, 2, 15, 1, 50, tzinfo=dt.UTC), jet=True, seed=2011)
     aia_dir = a.out / "aia"
-    for f, h in zip(cube, headers, strict=True):
-        stamp = h["T_REC"].replace("-", "").replace(":", "")
-        write_fits(aia_dir / f"aia.lev1_nrt2.{stamp}.{h['FSN']}.image_lev1.fits", f, h)
-    (aia_dir / "truth.json").write_text(json.dumps({"synthetic": True, **truth}, indent=2, default=float))
-    print(f"wrote {len(truth_all)} magnetograms to {mag_dir} and {len(cube)} AIA frames to {aia_dir}")
+    for old in aia_dir.glob("*.fits"):
+        old.unlink()
+    t_jet = dt.datetime(2011, 2, 15, 1, 50, tzinfo=dt.UTC).timestamp()
+    jet = JetSpec(
+        base_hpc_arcsec=(160.0, -330.0),  # at the edge of NOAA 11158's plage
+        direction_deg=20.0,
+        speed_km_s=220.0,
+        height_arcsec=70.0,
+        fwhm_arcsec=7.0,
+        duration_s=540.0,
+        start_t=t_jet + 150.0,
+        contrast=2.5,
+    )
+    scenes = [
+        ("jet", FullDiskScene(t_jet, shape=(200, 200), centre_hpc_arcsec=(180.0, -300.0), seed=2, active_regions=1)),
+        ("jet-free", FullDiskScene(t_jet + 1200, shape=(200, 200), centre_hpc_arcsec=(-650.0, 640.0), seed=1002)),
+    ]
+    scenes[0][1].add_jet(jet)
+    sequences = []
+    fsn = 105143661
+    n_aia = 0
+    for name, scene in scenes:
+        files = []
+        for k in range(scene.n_frames):
+            data, h = scene.level1(k, fsn=fsn)
+            fsn += 12  # 304 comes every 12 s among AIA's channels; every second one is kept
+            stamp = h["T_REC"].replace("-", "").replace(":", "")
+            fname = f"aia.lev1_nrt2.{stamp}.{h['FSN']}.image_lev1.fits"
+            write_fits(aia_dir / fname, data, fits.Header(h))
+            files.append(fname)
+            n_aia += 1
+        sequences.append({"name": name, "files": [files[0], files[-1]], **scene.truth()})
+    (aia_dir / "truth.json").write_text(json.dumps({"synthetic": True, "sequences": sequences}, indent=2, default=float))
+    print(f"wrote {len(truth_all)} magnetograms to {mag_dir} and {n_aia} AIA frames to {aia_dir}")
 
 
 if __name__ == "__main__":

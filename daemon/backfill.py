@@ -359,6 +359,8 @@ class Backfill:
                 )
         while pending:
             self._advance_and_write(pending.popleft(), fanout, report)
+        # The end of the range ends the streams (a jet still going on is recorded as it stands).
+        fanout.end_streams()
         report.elapsed_s = time.monotonic() - t_start
         log.info(
             "backfill_finished", **{k: v for k, v in dataclasses.asdict(report).items()}, throughput=round(report.throughput, 3)

@@ -274,6 +274,77 @@ class FlaresConfig:
     verification_days: float = _opt(90.0, "window of the rolling verification scores", _positive)
 
 
+def _jet_detectors(v: Any) -> str | None:
+    bad = [d for d in v if d not in ("baseline", "convlstm")]
+    if not v:
+        return "needs at least one of 'baseline', 'convlstm'"
+    return f"unknown jet detector(s) {bad}; valid: 'baseline', 'convlstm'" if bad else None
+
+
+@dataclass(frozen=True)
+class JetsConfig:
+    """[jets]: the coronal-jet product on AIA 304 A frames."""
+
+    enabled: bool = _opt(True, "watch every AIA 304 A frame for coronal jets")
+    detectors: list[str] = _opt(
+        lambda: ["baseline", "convlstm"], "which detectors run: 'baseline', 'convlstm'", _jet_detectors, factory=True
+    )
+    threshold: float = _opt(0.0, "network probability at which a tile fires; 0 means the model card's threshold", _range(0, 1))
+    spacing_s: float = _opt(24.0, "time between the frames of a window (every second 12 s frame)", _range(12, 600))
+    window_frames: int = _opt(30, "frames in a full window", _range(10, 48))
+    min_frames: int = _opt(10, "fewest real frames in a window for a probability", _range(2, 48))
+    max_gap_frames: int = _opt(2, "missing frames in a row filled (and flagged) before a window is cut", _range(0, 10))
+    close_after_s: float = _opt(150.0, "quiet time after which a jet event is closed and recorded", _range(24, 3600))
+    network_alone_min_p: float = _opt(
+        0.99, "probability an event only the network saw needs (the baseline's corroboration counts for more)", _range(0, 1)
+    )
+    network_max_windows: int = _opt(
+        40, "a tile firing for more windows in a row sees something static: no event", _range(2, 100000)
+    )
+    reorder_hold_s: float = _opt(
+        36.0, "data time a frame waits for late, older frames (NRT AIA arrives out of order)", _range(0, 600)
+    )
+    tile_stride: int = _opt(83, "tile stride in pooled pixels (83: tiles overlap by half)", _range(20, 166))
+    calibration_tables_dir: Path = _opt(Path(""), "aiapy pointing and degradation tables; empty: <state_dir>/aia-tables")
+    fetch_calibration_tables: bool = _opt(True, "fetch the tables from the JSOC daily (never in replay)")
+    register: str = _opt(
+        "pooled",
+        "where a roll is undone: 'pooled' (fast) or 'aiapy' (aiapy.calibrate.register at full resolution)",
+        _choice("pooled", "aiapy"),
+    )
+
+
+@dataclass(frozen=True)
+class EmergenceConfig:
+    """[emergence]: pre-emergence warnings from tracked full-disk magnetogram patches."""
+
+    enabled: bool = _opt(True, "forecast flux emergence on every full-disk magnetogram")
+    method: str = _opt(
+        "emergence-fcn",
+        "which classifier issues warnings: 'emergence-fcn' or 'mtot-lda' (both always run)",
+        _choice("emergence-fcn", "mtot-lda"),
+    )
+    threshold: float = _opt(
+        0.0, "probability a warning needs; 0 means the method's own (validation-chosen) threshold", _range(0, 1)
+    )
+    min_windows: int = _opt(1, "averaging windows in a row above the threshold before a warning", _range(1, 20))
+    window_minutes: float = _opt(410.0, "averaging window (the seed's 410 min: 34 frames at 720 s)", _range(12, 2880))
+    stride_minutes: float = _opt(320.0, "start-to-start spacing of averaging windows (the seed's 320 min)", _range(12, 2880))
+    min_fraction: float = _opt(0.7, "fewest frames of a window a patch needs, as a fraction of its slots", _range(0.05, 1))
+    max_gap_hours: float = _opt(3.0, "a longer gap between magnetograms restarts the averaging (flagged)", _range(0.2, 240))
+    grid_spacing_deg: float = _opt(
+        5.0, "Carrington grid step of the patch centres (5: half-overlapping 10-deg patches)", _range(2, 10)
+    )
+    max_cmd_deg: float = _opt(60.0, "largest central-meridian distance of a patch centre", _range(5, 80))
+    max_lat_deg: float = _opt(40.0, "largest |latitude| of a patch centre", _range(5, 70))
+    known_region_deg: float = _opt(
+        7.0, "a patch with a detected region or HARP within this distance of its centre gets no warning", _range(0, 30)
+    )
+    verify_hours: float = _opt(
+        48.0, "a warning not followed by a new region or HARP within this time is a false alarm", _range(1, 240)
+    )
+
+
 @dataclass(frozen=True)
 class RegionsConfig:
     """[regions]: the active-region product."""
@@ -380,6 +451,8 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     flares: FlaresConfig = field(default_factory=FlaresConfig)
     regions: RegionsConfig = field(default_factory=RegionsConfig)
+    jets: JetsConfig = field(default_factory=JetsConfig)
+    emergence: EmergenceConfig = field(default_factory=EmergenceConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
@@ -404,6 +477,15 @@ class Config:
     def srs_dir(self) -> Path:
         """Where SRS files are read from (and the SWPC feed is cached)."""
         return self.regions.srs_dir if _is_set(self.regions.srs_dir) else self.daemon.state_dir / "srs"
+
+    @property
+    def aia_tables_dir(self) -> Path:
+        """Where aiapy's calibration tables are cached."""
+        return (
+            self.jets.calibration_tables_dir
+            if _is_set(self.jets.calibration_tables_dir)
+            else self.daemon.state_dir / "aia-tables"
+        )
 
     @property
     def trt_cache_dir(self) -> Path:

@@ -250,6 +250,10 @@ class Metrics:
         """Per-region and full-disk probabilities of the latest issue (``snapshot()`` -> FlaresSnapshot)."""
         self.add_collector(lambda: _flare_families(snapshot()))
 
+    def watch_jets(self, snapshot: Callable[[], Any], *, clock: Any) -> None:
+        """The jet product: events per hour, frames behind, inference time, detectors (``snapshot()`` -> JetsSnapshot)."""
+        self.add_collector(lambda: _jet_families(snapshot(), float(clock.now())))
+
     def watch_verification(self, verifier: Any) -> None:
         """Rolling verification scores (``verifier.scores``, ``verifier.pending``)."""
         self.add_collector(lambda: _verification_families(verifier.scores, verifier.pending))
@@ -302,6 +306,83 @@ def _flare_families(snap: Any) -> list[Any]:
     fams.append(
         GaugeMetricFamily(
             "heliowatch_last_forecast_timestamp_seconds", "Wall time of the latest issue", value=float(snap.issued_at)
+        )
+    )
+    return fams
+
+
+#: AIA's 304 A cadence: "frames behind" is the data's age in frames of it.
+_AIA_CADENCE_S = 12.0
+
+
+def _jet_families(snap: Any, now: float) -> list[Any]:
+    fams: list[Any] = []
+    rate = GaugeMetricFamily("heliowatch_jet_events_per_hour", "Jet events recorded per hour over the last 24 h of data")
+    t_ref = unix_from_iso(snap.frame_time_utc) if snap.frame_time_utc else now
+    rate.add_metric([], snap.events_per_hour(t_ref))
+    fams.append(rate)
+    fams.append(
+        GaugeMetricFamily(
+            "heliowatch_jet_frames_processed", "304 A frames through the jet detectors since start", value=float(snap.frames)
+        )
+    )
+    rej = GaugeMetricFamily(
+        "heliowatch_jet_frames_rejected", "304 A frames refused by the jet product, by reason", labels=["reason"]
+    )
+    for reason, n in sorted(snap.rejected.items()):
+        rej.add_metric([reason], float(n))
+    fams.append(rej)
+    fams.append(
+        GaugeMetricFamily(
+            "heliowatch_jet_frames_late",
+            "304 A frames that came after newer ones were processed (dropped)",
+            value=float(snap.late),
+        )
+    )
+    if snap.frame_time_utc:
+        age = max(0.0, now - unix_from_iso(snap.frame_time_utc))
+        fams.append(
+            GaugeMetricFamily(
+                "heliowatch_jet_frames_behind",
+                "Age of the newest processed 304 A frame, in 12 s frames",
+                value=age / _AIA_CADENCE_S,
+            )
+        )
+        fams.append(
+            GaugeMetricFamily(
+                "heliowatch_jet_frame_timestamp_seconds",
+                "Time (UTC, Unix) of the newest processed 304 A frame",
+                value=unix_from_iso(snap.frame_time_utc),
+            )
+        )
+    st = GaugeMetricFamily("heliowatch_jet_stage_seconds", "Time per stage of the latest 304 A frame", labels=["stage"])
+    for stage, sec in sorted(snap.seconds.items()):
+        st.add_metric([stage], float(sec))
+    fams.append(st)
+    if snap.n_tiles and "encoder" in snap.seconds:
+        fams.append(
+            GaugeMetricFamily(
+                "heliowatch_jet_encoder_seconds_per_tile",
+                "Encoder time per tile of the latest frame",
+                value=snap.seconds["encoder"] / snap.n_tiles,
+            )
+        )
+    fams.append(GaugeMetricFamily("heliowatch_jet_tiles", "Tiles of the jet network's grid", value=float(snap.n_tiles)))
+    det = GaugeMetricFamily("heliowatch_jet_detector_enabled", "1 for each jet detector in use", labels=["detector"])
+    for d in ("baseline", "convlstm"):
+        det.add_metric([d], 1.0 if d in snap.detectors else 0.0)
+    fams.append(det)
+    if snap.max_probability is not None:
+        fams.append(
+            GaugeMetricFamily(
+                "heliowatch_jet_max_probability", "Highest tile probability of the latest window", value=snap.max_probability
+            )
+        )
+    fams.append(
+        GaugeMetricFamily(
+            "heliowatch_jet_calibration_degraded",
+            "1 if the latest 304 A frame's calibration was incomplete",
+            value=float(bool(snap.degraded)),
         )
     )
     return fams

@@ -254,6 +254,8 @@ class Daemon:
         # Every source polled first, then the products in time order across sources: each
         # product sees what the others knew at that time, whatever order the sources came in.
         self._dispatch(frames)
+        # A --once run ends the stream: a jet still going on is recorded as it stands.
+        self.app.fanout.end_streams()
         self._coverage()
         if self.app.verifier is not None:
             self.app.verifier.run()

@@ -309,7 +309,7 @@ class StateStore:
     def mark_processed(self, product: str, keys: list[str], *, state: dict[str, Any] | None = None, scope: str = "live") -> None:
         """Record that ``product`` was made for ``keys`` (already marked ones are left as they are), and
         in the same transaction the product's state after them (``scope`` keeps a backfill's apart)."""
-        if not keys:
+        if not keys and state is None:
             return
         now = self._now()
         with self.engine.begin() as c:

@@ -13,6 +13,7 @@ from heliowatch.daemon.wiring import App
 from heliowatch.models.core.times import iso_utc, unix_from_iso
 from heliowatch.pipelines.gaps import cadence_of, coverage
 from heliowatch.pipelines.products.flares import FlaresProduct
+from heliowatch.pipelines.products.jets import JetsProduct
 from heliowatch.pipelines.products.regions import RegionsProduct
 
 __all__ = ["StatusView", "coverage_by_source"]
@@ -58,11 +59,14 @@ class StatusView:
         app = self.app
         fd = None
         quicklook = None
+        jets: dict[str, Any] | None = None
         for p in app.products:
             if isinstance(p, FlaresProduct):
                 fd = p.snapshot.latest
             elif isinstance(p, RegionsProduct):
                 quicklook = p.latest.quicklook
+            elif isinstance(p, JetsProduct):
+                jets = _jets_panel(p, app.clock.now())
         counts = app.state.frame_counts()
         rejects: dict[str, int] = {}
         for r in app.state.reject_summary():
@@ -92,4 +96,24 @@ class StatusView:
             "health": health,
             "alerts": [{k: a[k] for k in ("created_utc", "kind", "subject", "status")} for a in alerts],
             "quicklook": quicklook,
+            "jets": jets,
         }
+
+
+def _jets_panel(p: JetsProduct, now: float) -> dict[str, Any]:
+    snap = p.latest
+    recent = list(snap.events)[-10:]
+    return {
+        "frame_time_utc": snap.frame_time_utc,
+        "frames": snap.frames,
+        "rejected": dict(snap.rejected),
+        "late": snap.late,
+        "detectors": snap.detectors,
+        "synthetic_model": p.synthetic_model,
+        "events_per_hour_24h": round(snap.events_per_hour(unix_from_iso(snap.frame_time_utc) if snap.frame_time_utc else now), 3),
+        "seconds_per_frame": round(sum(snap.seconds.values()), 3) if snap.seconds else None,
+        "max_probability": snap.max_probability,
+        "window_reason": snap.window_reason,
+        "degraded": snap.degraded,
+        "recent": [{k: e.get(k) for k in ("key", "peak_utc", "position", "probability", "detectors")} for e in reversed(recent)],
+    }

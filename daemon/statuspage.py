@@ -58,6 +58,7 @@ def render_page(s: dict[str, Any]) -> str:
         )
         or "<tr><td colspan=4>no alerts</td></tr>"
     )
+    jets = _jets_html(s.get("jets"))
     up = s.get("healthy")
     badge = "<span class='ok'>healthy</span>" if up else "<span class='bad'>NOT healthy</span>"
     img = "<img src='/quicklook.png' alt='latest magnetogram quicklook'>" if s.get("quicklook") else "<p>no quicklook yet</p>"
@@ -85,10 +86,36 @@ th {{ background: #eee }} td.m {{ font-weight: bold }} .ok {{ color: #060 }} .ba
 <h2>Data health</h2>
 <table><tr><th>series</th><th>newest record (UTC)</th><th>latency s</th><th>records</th><th>rejected</th>
 <th>coverage 24 h</th></tr>{health}</table>
+{jets}
 <h2>Last alerts</h2>
 <table><tr><th>raised (UTC)</th><th>kind</th><th>subject</th><th>status</th></tr>{alerts}</table>
 </div><div><h2>Latest magnetogram</h2>{img}</div></div>
 </body></html>"""
+
+
+def _jets_html(j: dict[str, Any] | None) -> str:
+    """The coronal-jet panel (or nothing when the product is off)."""
+    if not j:
+        return ""
+    rows = (
+        "".join(
+            f"<tr><td>{html.escape(str(e.get('peak_utc') or '-'))}</td>"
+            f"<td>{_fmt((e.get('position') or [None])[0], '+.0f')}, {_fmt((e.get('position') or [None, None])[1], '+.0f')}</td>"
+            f"<td>{_fmt(e.get('probability'))}</td><td>{html.escape('+'.join(e.get('detectors') or []))}</td></tr>"
+            for e in j.get("recent", [])
+        )
+        or "<tr><td colspan=4>no jet yet</td></tr>"
+    )
+    rejected = ", ".join(f"{html.escape(str(k))} {v}" for k, v in sorted((j.get("rejected") or {}).items())) or "none"
+    note = " (network trained on synthetic data)" if j.get("synthetic_model") else ""
+    return (
+        f"<h2>Coronal jets (AIA 304 &#8491;)</h2>"
+        f"<p>newest frame {html.escape(str(j.get('frame_time_utc') or '-'))}; {j.get('frames', 0)} frames; "
+        f"{_fmt(j.get('events_per_hour_24h'))} events/h (24 h); {_fmt(j.get('seconds_per_frame'))} s per frame; "
+        f"detectors: {html.escape(', '.join(j.get('detectors') or []))}{note}; refused: {rejected}"
+        f"{'; calibration degraded' if j.get('degraded') else ''}</p>"
+        f"<table><tr><th>peak (UTC)</th><th>base (arcsec)</th><th>P</th><th>detectors</th></tr>{rows}</table>"
+    )
 
 
 class StatusServer:

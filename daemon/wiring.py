@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -23,9 +24,11 @@ from heliowatch.daemon.state import StateStore
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.core.times import Clock, FixedClock, SystemClock
 from heliowatch.models.flares.forecaster import FlareForecaster
+from heliowatch.models.jets.stream import StreamParams
 from heliowatch.models.regions.loaders import region_classifier, region_detector
 from heliowatch.models.runtime.base import RuntimeObserver, RuntimeOptions
 from heliowatch.models.runtime.runtime import Runtime, open_runtime
+from heliowatch.pipelines.aia_calibration import CalibrationTables
 from heliowatch.pipelines.alert_rules import Rules
 from heliowatch.pipelines.alerts import AlertCenter
 from heliowatch.pipelines.errors import SourceUnavailable
@@ -38,6 +41,7 @@ from heliowatch.pipelines.mail import MaildirTransport, SmtpTransport, Transport
 from heliowatch.pipelines.products.base import Catalogue, Product
 from heliowatch.pipelines.products.data_health import DataHealthProduct
 from heliowatch.pipelines.products.flares import FlaresProduct, FlaresSnapshot
+from heliowatch.pipelines.products.jets import JetsProduct, JetsSnapshot
 from heliowatch.pipelines.products.regions import RegionsProduct, RegionsSnapshot
 from heliowatch.pipelines.srs import SRSFeed
 from heliowatch.pipelines.standin.archive import Archive, ReplayClock, demo_archive_path
@@ -55,6 +59,8 @@ __all__ = [
     "build",
     "build_products",
     "build_worker_products",
+    "jets_product",
+    "jsoc_client",
     "open_replay",
     "runtime_options",
     "sources",
@@ -274,7 +280,58 @@ def build_products(
             clock=clock,
         )
     )
+    if cfg.jets.enabled and "aia" in cfg.jsoc.enabled_sources:
+        products.append(jets_product(cfg, options, rules=rules, outputs=outputs))
     return products
+
+
+def jets_product(cfg: Config, options: RuntimeOptions, *, rules: Rules, outputs: Path) -> JetsProduct:
+    """The jet product of the configuration: its detectors, windows and calibration tables."""
+    j = cfg.jets
+    encoder = head = None
+    if "convlstm" in j.detectors:
+        encoder, head = open_runtime("jet-encoder", options), open_runtime("jet-head", options)
+    threshold = j.threshold
+    if not threshold:
+        card_t = (head.card.get("threshold") or {}).get("value") if head is not None else None
+        threshold = float(card_t) if isinstance(card_t, int | float) else 0.5
+    params = StreamParams(
+        spacing_s=j.spacing_s,
+        length=j.window_frames,
+        min_frames=min(j.min_frames, j.window_frames),
+        max_gap=j.max_gap_frames,
+        threshold=threshold,
+        close_after_s=j.close_after_s,
+        network_alone_min_p=j.network_alone_min_p,
+        network_max_windows=j.network_max_windows,
+        reorder_hold_s=j.reorder_hold_s,
+        stride=j.tile_stride,
+    )
+    return JetsProduct(
+        params=params,
+        encoder=encoder,
+        head=head,
+        outputs=outputs,
+        rules=rules,
+        use_baseline="baseline" in j.detectors,
+        tables=CalibrationTables(cfg.aia_tables_dir),
+        fetch_tables=j.fetch_calibration_tables and cfg.jsoc.server != "replay",
+        register="aiapy" if j.register == "aiapy" else "pooled",
+    )
+
+
+def jsoc_client(cfg: Config, *, server: str | None = None, email: str | None = None, observer: Any = None) -> JsocClient:
+    """The one JSOC client of a configuration (``server``/``email`` override it: a replay's stand-in)."""
+    j = cfg.jsoc
+    return JsocClient(
+        server if server is not None else j.server,
+        email=email if email is not None else j.email.reveal(),
+        timeout_s=j.timeout_s,
+        retry=RetryPolicy(retries=j.retries, base_s=j.backoff_base_s, max_s=j.backoff_max_s),
+        observer=observer,
+        max_file_bytes=int(j.max_file_mb * 1024 * 1024),
+        export_wait_s=j.export_wait_s,
+    )
 
 
 def build(cfg: Config, *, once: bool = False, fault: str | None = None) -> App:
@@ -318,15 +375,7 @@ def build(cfg: Config, *, once: bool = False, fault: str | None = None) -> App:
     alerts = alert_center(cfg, state, metrics=metrics)
     rules = Rules(**cfg.alerts.rules.__dict__)
     j = cfg.jsoc
-    client = JsocClient(
-        server,
-        email=email,
-        timeout_s=j.timeout_s,
-        retry=RetryPolicy(retries=j.retries, base_s=j.backoff_base_s, max_s=j.backoff_max_s),
-        observer=metrics,
-        max_file_bytes=int(j.max_file_mb * 1024 * 1024),
-        export_wait_s=j.export_wait_s,
-    )
+    client = jsoc_client(cfg, server=server, email=email, observer=metrics)
     srcs = sources(cfg)
     if standin is not None:
         present = set(standin.archive.series_names())
@@ -391,6 +440,8 @@ def build(cfg: Config, *, once: bool = False, fault: str | None = None) -> App:
         product_by_name={p.name: p for p in products},
     )
     _watch(app)
+    if replay_clock is not None:
+        replay_clock.restart()
     return app
 
 
@@ -402,6 +453,8 @@ def _watch(app: App) -> None:
             m.watch_regions(partial(_regions_snapshot, p))
         elif isinstance(p, FlaresProduct):
             m.watch_flares(partial(_flares_snapshot, p))
+        elif isinstance(p, JetsProduct):
+            m.watch_jets(partial(_jets_snapshot, p), clock=app.clock)
     if app.verifier is not None:
         m.watch_verification(app.verifier)
     if app.alerts is not None:
@@ -414,6 +467,10 @@ def _regions_snapshot(p: RegionsProduct) -> RegionsSnapshot:
 
 def _flares_snapshot(p: FlaresProduct) -> FlaresSnapshot:
     return p.snapshot
+
+
+def _jets_snapshot(p: JetsProduct) -> JetsSnapshot:
+    return p.latest
 
 
 def build_worker_products(cfg: Config, *, archive: Path | None = None) -> list[Product]:

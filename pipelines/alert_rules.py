@@ -11,6 +11,10 @@ from heliowatch.pipelines.alerts import Alert
 __all__ = ["Rules"]
 
 
+def _num(v: Any, fmt: str) -> str:
+    return format(float(v), fmt) if isinstance(v, int | float) and v == v else "n/a"
+
+
 def _region_name(noaa: int | None, harp: int | None) -> str:
     return f"NOAA {noaa}" if noaa else (f"HARP {harp}" if harp else "unnumbered region")
 
@@ -81,16 +85,32 @@ class Rules:
         return []
 
     def jet_alerts(self, product: dict[str, Any]) -> list[Alert]:
-        """A coronal-jet detection."""
+        """A coronal jet confirmed (or ended unannounced): one alert per location and window."""
         p = float(product.get("probability", 0))
         if p < self.jet:
             return []
+        bx, by = product.get("base_hpc_arcsec") or (0.0, 0.0)
+        # The location bucket: 100" cells, so repeated jets from one place are one alert per window.
+        cell = f"{round(bx / 100) * 100:+d},{round(by / 100) * 100:+d}"
+        speed = product.get("speed_km_s")
+        lines = [
+            f"Coronal jet {'(still going on) ' if product.get('provisional') else ''}first seen {product.get('start_utc')},"
+            f" peak {product.get('peak_utc')}, last seen {product.get('end_utc')}.",
+            f'Base: {product.get("position", "?")} (helioprojective {bx:+.0f}", {by:+.0f}"),'
+            f" Carrington longitude {_num(product.get('carrington_lon'), '.1f')}.",
+            f'Direction PA {_num(product.get("direction_deg"), ".0f")} deg, length {_num(product.get("length_arcsec"), ".0f")}",'
+            f" plane-of-sky speed {_num(speed, '.0f')} km/s.",
+            f"Probability {p:.2f}, detectors: {product.get('detector') or '+'.join(product.get('detectors', []))}"
+            f"{'; degraded input' if product.get('degraded') else ''}.",
+        ]
+        if product.get("synthetic_model"):
+            lines.append("The network was trained on synthetic data: its real skill is unknown (see its model card).")
         return [
             Alert(
                 "jet",
-                f"[heliowatch] coronal jet, P = {p:.2f}, at {product.get('time_utc')}",
-                f"Jet probability {p:.2f} at {product.get('position', '?')}, {product.get('time_utc')}.",
-                key=str(product.get("time_utc")),
+                f"[heliowatch] coronal jet at {product.get('position', '?')}, P = {p:.2f}, {str(product.get('start_utc'))[:16]}Z",
+                "\n".join(lines),
+                region=f"jet {cell}",
                 attachments=tuple(x for x in [product.get("strip_png")] if x),
             )
         ]

@@ -1,7 +1,7 @@
 """Community event formats: HEK-style JSON and VOEvent 2.0 XML for region, emergence and jet events.
 
 HEK fields follow the HEK/SolarSoft event specification (``event_type``, ``event_starttime``,
-``event_coordsys``, ``frm_name``, ...): ``AR`` for active regions, ``FE`` (flux emergence)
+``event_coordsys``, ``frm_name``, ...): ``AR`` for active regions, ``EF`` (emerging flux)
 for emergence warnings, ``CJ`` (coronal jet) for jets. VOEvent 2.0 (IVOA) documents carry the
 same content in ``Who``/``What``/``WhereWhen``/``How``/``Why`` for brokers that speak it.
 """
@@ -17,7 +17,7 @@ from heliowatch.models.core.times import SystemClock, iso_utc
 
 __all__ = ["HEK_TYPES", "hek_event", "voevent_xml", "write_event"]
 
-HEK_TYPES = {"region": "AR", "emergence": "FE", "jet": "CJ"}
+HEK_TYPES = {"region": "AR", "emergence": "EF", "jet": "CJ"}
 _INSTRUMENT = {"region": ("SDO", "HMI", "6173"), "emergence": ("SDO", "HMI", "6173"), "jet": ("SDO", "AIA", "304")}
 VOE_NS = "http://www.ivoa.net/xml/VOEvent/v2.0"
 
@@ -32,14 +32,19 @@ def hek_event(kind: str, p: dict[str, Any], *, version: str) -> dict[str, Any]:
         msg = f"no HEK event type for product {kind!r} (exportable: {', '.join(HEK_TYPES)})"
         raise ValueError(msg)
     obs, inst, chan = _INSTRUMENT[kind]
+    lon, lat = p.get("hgs_lon"), p.get("hgs_lat")
+    on_disk = isinstance(lon, int | float) and isinstance(lat, int | float) and lon == lon and lat == lat
+    if on_disk:
+        coords = {"event_coordsys": "UTC-HGS-TOPO", "event_coordunit": "degrees", "event_coord1": lon, "event_coord2": lat}
+    else:
+        # Beyond the limb there is no Stonyhurst position: HEK takes helioprojective arcsec.
+        x, y = p.get("base_hpc_arcsec") or (None, None)
+        coords = {"event_coordsys": "UTC-HPC-TOPO", "event_coordunit": "arcseconds", "event_coord1": x, "event_coord2": y}
     ev: dict[str, Any] = {
         "event_type": HEK_TYPES[kind],
         "event_starttime": p["time_utc"],
         "event_endtime": p.get("end_utc", p["time_utc"]),
-        "event_coordsys": "UTC-HGS-TOPO",
-        "event_coordunit": "degrees",
-        "event_coord1": p["hgs_lon"],
-        "event_coord2": p["hgs_lat"],
+        **coords,
         "event_probability": p.get("probability"),
         "frm_name": "heliowatch",
         "frm_identifier": f"heliowatch {version}",
@@ -51,6 +56,18 @@ def hek_event(kind: str, p: dict[str, Any], *, version: str) -> dict[str, Any]:
         "obs_channelid": chan,
         "kb_archivid": f"ivo://heliowatch/{kind}#{p.get('id', p['time_utc'])}",
     }
+    if p.get("peak_utc"):
+        ev["event_peaktime"] = p["peak_utc"]
+    if kind == "jet":
+        if p.get("base_hpc_arcsec"):
+            ev["hpc_x"], ev["hpc_y"] = p["base_hpc_arcsec"]
+        if p.get("carrington_lon") is not None:
+            ev["hgc_x"], ev["hgc_y"] = p["carrington_lon"], lat if on_disk else None
+        ev["event_description"] = (
+            f"coronal jet, PA {p.get('direction_deg')} deg, length {p.get('length_arcsec')} arcsec,"
+            f" speed {p.get('speed_km_s')} km/s; detectors {p.get('detector')}"
+        )
+        ev["obs_meanwavel"], ev["obs_wavelunit"] = 304, "Angstroms"
     if kind == "region":
         ev["ar_mtwilsoncls"] = p.get("mtwilson")
         ev["ar_noaanum"] = p.get("noaa_ar")
@@ -73,18 +90,19 @@ def voevent_xml(kind: str, p: dict[str, Any], *, version: str) -> str:
             ET.SubElement(what, "Param", {"name": name, "value": str(hek[name])})
     ww = ET.SubElement(root, "WhereWhen")
     loc = ET.SubElement(ET.SubElement(ww, "ObsDataLocation"), "ObservationLocation")
-    ET.SubElement(loc, "AstroCoordSystem", {"id": "UTC-HGS-TOPO"})
-    coords = ET.SubElement(loc, "AstroCoords", {"coord_system_id": "UTC-HGS-TOPO"})
+    ET.SubElement(loc, "AstroCoordSystem", {"id": hek["event_coordsys"]})
+    coords = ET.SubElement(loc, "AstroCoords", {"coord_system_id": hek["event_coordsys"]})
     ET.SubElement(ET.SubElement(ET.SubElement(coords, "Time"), "TimeInstant"), "ISOTime").text = hek["event_starttime"]
-    pos = ET.SubElement(ET.SubElement(coords, "Position2D", {"unit": "deg"}), "Value2")
-    ET.SubElement(pos, "C1").text = f"{hek['event_coord1']:.3f}"
-    ET.SubElement(pos, "C2").text = f"{hek['event_coord2']:.3f}"
+    unit = "deg" if hek["event_coordunit"] == "degrees" else "arcsec"
+    pos = ET.SubElement(ET.SubElement(coords, "Position2D", {"unit": unit}), "Value2")
+    ET.SubElement(pos, "C1").text = f"{float(hek['event_coord1']):.3f}"
+    ET.SubElement(pos, "C2").text = f"{float(hek['event_coord2']):.3f}"
     how = ET.SubElement(root, "How")
     ET.SubElement(
         how, "Description"
     ).text = f"heliowatch {version} {kind} detection on {hek['obs_observatory']}/{hek['obs_instrument']}"
     why = ET.SubElement(root, "Why")
-    ET.SubElement(why, "Concept").text = {"AR": "active region", "FE": "flux emergence", "CJ": "coronal jet"}[hek["event_type"]]
+    ET.SubElement(why, "Concept").text = {"AR": "active region", "EF": "emerging flux", "CJ": "coronal jet"}[hek["event_type"]]
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 

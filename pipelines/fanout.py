@@ -24,7 +24,7 @@ import structlog
 from heliowatch.pipelines.alerts import AlertCenter
 from heliowatch.pipelines.errors import DataRejected
 from heliowatch.pipelines.frames import Source, VerifiedFrame, reload
-from heliowatch.pipelines.products.base import Batch, Product, Stateful
+from heliowatch.pipelines.products.base import Batch, Product, Stateful, Streaming
 from heliowatch.pipelines.store.ledger import LedgerStore
 from heliowatch.pipelines.store.products import ProductStore
 
@@ -220,6 +220,19 @@ class FanOut:
         report.processed[product.name] = report.processed.get(product.name, 0) + len(frames)
         if self.observer is not None:
             self.observer.product_ran(product.name, time.perf_counter() - t0)
+
+    def end_streams(self) -> None:
+        """Close the open streams of the products that hold one (jets still going on) and write what that makes."""
+        for product in self.products:
+            if not isinstance(product, Streaming):
+                continue
+            try:
+                self.write(product.end_of_stream())
+            except Exception as e:  # one product's failure must not keep the others' results from being written
+                log.warning("end_of_stream_failed", product=product.name, error=f"{type(e).__name__}: {str(e)[:300]}")
+                continue
+            if isinstance(product, Stateful):
+                self.keys.mark_processed(product.name, [], state=product.state(), scope=self.scope)
 
     def write(self, batch: Batch) -> None:
         """Store records, files, ledger rows and alerts of a batch (each idempotent)."""

@@ -331,13 +331,25 @@ class JsocClient:
         return out
 
     # -- downloads --------------------------------------------------------------------------
-    def export_urls(self, ds: str) -> list[tuple[str, str]]:
-        """``url_quick``/``as-is`` export of a record set: ``[(record{segment}, url), ...]``."""
+    def export_urls(self, ds: str, *, process: dict[str, dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+        """Export a record set: ``[(record{segment}, url), ...]``.
+
+        Without ``process`` a ``url_quick``/``as-is`` export (the files as stored); with one
+        (e.g. ``{"im_patch": {...}}`` for cutouts) a ``url``/``fits`` export the JSOC processes
+        first, which needs the registered e-mail address.
+        """
         client = self._drms()
+        if process is not None and not self._email:
+            msg = f"a processed export ({', '.join(process)}) needs a JSOC-registered e-mail address (jsoc.email)"
+            raise SourceUnavailable(msg)
 
         def run() -> list[tuple[str, str]]:
             with self._export_lock:
-                req = client.export(ds, method="url_quick", protocol="as-is", email=self._email or "anonymous@localhost.invalid")
+                if process is None:
+                    email = self._email or "anonymous@localhost.invalid"
+                    req = client.export(ds, method="url_quick", protocol="as-is", email=email)
+                else:
+                    req = client.export(ds, method="url", protocol="fits", email=self._email, process=process)
                 if not req.wait(timeout=self.export_wait_s, sleep=1):
                     msg = f"export of {ds} still pending after {self.export_wait_s:.0f} s"
                     raise TimeoutError(msg)

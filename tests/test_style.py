@@ -26,6 +26,13 @@ HEAVY = (
     "heliowatch.models.architectures",  # torch modules
     "heliowatch.models.runtime.onnxrt",
     "heliowatch.models.runtime.torch_backend",
+    "heliowatch.models.jets.network",  # torch modules
+    "heliowatch.models.jets.parity",
+    "heliowatch.models.jets.train",
+    "heliowatch.models.emergence.network",
+    "heliowatch.models.emergence.train",
+    "aiapy",  # pulls sunpy.map and astropy tables: loaded when an AIA frame is calibrated
+    "sunpy.map",
 )
 
 

@@ -9,11 +9,16 @@ from typing import Any
 
 from heliowatch.daemon.cli.common import add_config, config_of, progress_bar
 from heliowatch.daemon.wiring import runtime_options
+from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.flares.evaluate import evaluate_flares
 from heliowatch.models.flares.evaluate import format_report as format_flares
 from heliowatch.models.flares.evaluate import save_report as save_flares
 from heliowatch.models.regions.loaders import Detector, region_classifier, region_detector
+from heliowatch.models.runtime.runtime import open_runtime
+from heliowatch.pipelines.jets_eval import evaluate_jets
+from heliowatch.pipelines.jets_eval import format_report as format_jets
+from heliowatch.pipelines.products.jets import jet_network
 from heliowatch.pipelines.regions_eval import check_data_root, evaluate_regions, format_report, save_report
 
 __all__ = ["register"]
@@ -46,11 +51,40 @@ def _regions(a: argparse.Namespace) -> int:
     return 0
 
 
+def _jets(a: argparse.Namespace) -> int:
+    data = Path(a.data)
+    if not (data / "sjh-jet-catalog").is_dir() or not (data / "aia304-sequence-20220402").is_dir():
+        msg = f"{data}: needs sjh-jet-catalog/ and aia304-sequence-20220402/ (../shared/data)"
+        raise UsageError(msg)
+    cfg = config_of(a)
+    opts = runtime_options(cfg)
+    enc_rt, head_rt = open_runtime("jet-encoder", opts), open_runtime("jet-head", opts)
+    encoder, head = jet_network(enc_rt, head_rt)
+    threshold = cfg.jets.threshold or float((head_rt.card.get("threshold") or {}).get("value", 0.5))
+    sizes = (
+        {"synthetic": 20, "semireal": 8, "disk_hours": 0.1}
+        if a.quick
+        else {"synthetic": a.sequences, "semireal": a.sequences // 2, "disk_hours": a.disk_hours}
+    )
+    res = evaluate_jets(data, encoder=encoder, head=head, threshold=threshold, progress=progress_bar("evaluate jets"), **sizes)
+    res["model"] = [enc_rt.info, head_rt.info]
+    report = format_jets(res)
+    print(report)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "jets-eval.json").write_text(jsonio.dumps(res, indent=2))
+    (out / "jets-eval.md").write_text(report + "\n")
+    print(f"wrote {out / 'jets-eval.json'} and {out / 'jets-eval.md'}", file=sys.stderr)
+    return 0
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     if a.model == "regions":
         return _regions(a)
+    if a.model == "jets":
+        return _jets(a)
     if a.model != "flares":
-        msg = f"evaluate {a.model!r} is not available; evaluable: flares, regions"
+        msg = f"evaluate {a.model!r} is not available; evaluable: flares, regions, jets"
         raise UsageError(msg)
     res = evaluate_flares(Path(a.data), progress=progress_bar("evaluate flares"))
     print(format_flares(res))
@@ -63,8 +97,11 @@ def register(sub: Any) -> None:
     """``heliowatch evaluate MODEL --data DIR``."""
     p = sub.add_parser("evaluate", help="skill scores (TSS, HSS, BSS, AUC, reliability) on real data")
     add_config(p)
-    p.add_argument("model", help="flares | regions")
-    p.add_argument("--data", required=True, help="flares: ../shared/data/sun2022-sharp-seq; regions: ../shared/data")
+    p.add_argument("model", help="flares | regions | jets")
+    p.add_argument("--data", required=True, help="flares: ../shared/data/sun2022-sharp-seq; regions, jets: ../shared/data")
     p.add_argument("--frames", type=int, default=8, help="regions: semi-real and synthetic frames each")
+    p.add_argument("--sequences", type=int, default=100, help="jets: synthetic sequences (half as many semi-real)")
+    p.add_argument("--disk-hours", type=float, default=1.0, help="jets: hours of jet-free full-disk data for false alarms")
+    p.add_argument("--quick", action="store_true", help="jets: small sets (checks the command; not figures to quote)")
     p.add_argument("--out", default="heliowatch-eval", help="directory for the report, JSON and reliability diagram")
     p.set_defaults(func=_cmd_evaluate)

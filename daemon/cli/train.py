@@ -14,6 +14,7 @@ from typing import Any
 
 from heliowatch.daemon.cli.common import add_config, config_of, progress_bar
 from heliowatch.daemon.cli.forecast import default_events
+from heliowatch.daemon.wiring import jsoc_client
 from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.flares.cnn import train_cnn
@@ -21,11 +22,46 @@ from heliowatch.models.flares.train import train_climatology, train_feature_mode
 from heliowatch.models.region_cnn import train_region_classifier
 from heliowatch.models.region_detector import train_region_detector
 from heliowatch.models.registry import MODELS, init_weights
+from heliowatch.pipelines.datasets.jets import MANIFEST, build_jet_dataset, load_jet_dataset
 
 __all__ = ["register"]
 
 _NEEDS_DATA = ("flare-features", "flare-climatology", "flare-cnn1", "flare-cnn2")
 _SYNTHETIC_ONLY = ("region-detector", "region-classifier")
+_JETS = ("jet-convlstm", "jet-encoder", "jet-head")  # one training run writes all three
+
+
+def _train_jets(a: argparse.Namespace, out: Path) -> dict[str, Any]:
+    from heliowatch.models.jets.train import train_jet_model  # noqa: PLC0415  (imports torch)
+
+    real = None
+    description = ""
+    if a.data:
+        data = Path(a.data)
+        if not (data / MANIFEST).exists():
+            if not any(data.glob("Jet_clusters*.csv")):
+                msg = f"{data}: neither a built jet set ({MANIFEST}) nor the Solar Jet Hunter catalogue (Jet_clusters*.csv)"
+                raise UsageError(msg)
+            cfg = config_of(a)
+            target = Path(a.dataset_dir) if a.dataset_dir else cfg.daemon.state_dir / "datasets" / "jets"
+            manifest = build_jet_dataset(jsoc_client(cfg), data, target, limit=a.limit, progress=progress_bar("build jet set"))
+            print(
+                f"built {len(manifest['samples'])} sequences into {target} ({len(manifest['skipped'])} skipped)", file=sys.stderr
+            )
+            data = target
+        real = load_jet_dataset(data)
+        description = f"real AIA 304 A cutout sequences of the Solar Jet Hunter catalogue and HEK non-jets (set {data})"
+    return train_jet_model(
+        out,
+        sequences=a.sequences,
+        epochs=a.epochs,
+        seed=a.seed,
+        head_epochs=a.head_epochs,
+        e2e_steps=a.e2e_steps,
+        progress=progress_bar("train jet-convlstm"),
+        real=real,
+        real_description=description,
+    )
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
@@ -40,6 +76,15 @@ def _cmd_train(a: argparse.Namespace) -> int:
             )
         else:
             res = train_region_classifier(out, frames=a.frames or 60, epochs=a.epochs)
+        print(jsonio.dumps(res, indent=2))
+        return 0
+    if a.model in _JETS:
+        print(jsonio.dumps(_train_jets(a, out), indent=2))
+        return 0
+    if a.model == "emergence-fcn":
+        from heliowatch.models.emergence.train import train_emergence_fcn  # noqa: PLC0415  (imports torch)
+
+        res = train_emergence_fcn(out, data=Path(a.data) if a.data else None, regions=a.regions, epochs=a.epochs, seed=a.seed)
         print(jsonio.dumps(res, indent=2))
         return 0
     if a.model not in _NEEDS_DATA:  # a registry model without a recipe: seeded initial weights
@@ -70,12 +115,21 @@ def register(sub: Any) -> None:
     p.add_argument(
         "model",
         help="flare-features | flare-climatology | flare-cnn1 | flare-cnn2 | region-detector | region-classifier"
-        " | a registry model (seeded init)",
+        " | jet-convlstm (--data: a built set or the jet catalogue, built from the JSOC) | emergence-fcn | a registry model",
     )
     p.add_argument("--data", help="data directory (e.g. ../shared/data/sun2022-sharp-seq); the region models need none")
     p.add_argument("--frames", type=int, help="region models: synthetic training disks (default 240 / 60)")
     p.add_argument("--until", help="training cutoff date (YYYY-MM-DD)")
     p.add_argument("--events", action="append", help="GOES event list(s)")
-    p.add_argument("--epochs", type=int, default=8, help="CNN epochs")
+    p.add_argument("--epochs", type=int, default=8, help="epochs (CNNs, the jet encoder, the emergence FCN)")
+    p.add_argument("--seed", type=int, default=0, help="jet and emergence models: seed of data, split and initialisation")
+    p.add_argument("--sequences", type=int, default=480, help="jet models: synthetic training sequences")
+    p.add_argument("--head-epochs", type=int, default=150, help="jet models: epochs of the recurrent head on cached features")
+    p.add_argument("--e2e-steps", type=int, default=150, help="jet models: end-to-end steps of encoder + head")
+    p.add_argument("--regions", type=int, default=240, help="emergence-fcn: emerging series per kind of data")
+    p.add_argument(
+        "--limit", type=int, help="jet models with --data CATALOGUE: build only this many samples (half jets), earliest first"
+    )
+    p.add_argument("--dataset-dir", help="jet models: where the real set is built (default <state_dir>/datasets/jets)")
     p.add_argument("--out", help="where to write (default: models.weights_dir of the config)")
     p.set_defaults(func=_cmd_train)

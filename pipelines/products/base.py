@@ -42,6 +42,7 @@ __all__ = [
     "ProductRecord",
     "SplitProduct",
     "Stateful",
+    "Streaming",
     "run_split",
 ]
 
@@ -146,6 +147,15 @@ class Stateful(Protocol):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a saved state."""
+        ...
+
+
+@runtime_checkable
+class Streaming(Protocol):
+    """A product that holds a stream open (a jet still going on) and can close it."""
+
+    def end_of_stream(self) -> Batch:
+        """Close what is open (the end of a ``--once`` run or of a backfill range)."""
         ...
 
 

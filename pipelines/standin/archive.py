@@ -161,6 +161,13 @@ class ReplayClock:
         """Wall-clock monotonic seconds (intervals between polls are real time, scaled by the caller)."""
         return time.monotonic()
 
+    def restart(self) -> None:
+        """Start the replay afresh from its first record (when the daemon is ready: building
+        products, loading and exporting models take wall time the replay must not skip)."""
+        with self._lock:
+            self._wall0 = time.monotonic()
+            self._virt0 = 0.0
+
     def freeze_at(self, archive_time: float) -> None:
         """Stop the clock at ``archive_time`` (tests, ``--once``)."""
         with self._lock:

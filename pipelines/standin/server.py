@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import re
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlsplit
+
+import numpy as np
+from astropy.io import fits
 
 from heliowatch.pipelines.standin.archive import SERIES_PRIMEKEYS, TIME_KEYS, Archive, ArchiveRecord, ReplayClock
 from heliowatch.pipelines.standin.faults import FaultSpec
@@ -109,6 +113,9 @@ class StandinServer:
         self.faults = faults or FaultSpec()
         self.clock = clock
         self.export_delay_s = export_delay_s
+        # Cutouts made by im_patch exports (a temporary directory, removed by stop()).
+        self._cutouts = tempfile.TemporaryDirectory(prefix="jsoc-standin-cutouts-")
+        self.cutout_dir = Path(self._cutouts.name)
         self.state = _State()
         handler = type("Handler", (_Handler,), {"standin": self})
         self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -132,9 +139,10 @@ class StandinServer:
         self.httpd.serve_forever()
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
+        """Stop serving, close the socket and remove the cutouts made."""
         self.httpd.shutdown()
         self.httpd.server_close()
+        self._cutouts.cleanup()
 
     def __enter__(self) -> StandinServer:
         return self.start()
@@ -372,6 +380,11 @@ class _Handler(BaseHTTPRequestHandler):
         if n and n.split("|")[0] not in ("", "0"):
             k = int(n.split("|")[0])
             recs = recs[k:] if k < 0 else recs[:k]
+        processes = _processes(n or "")
+        unknown = [p for p in processes if p != "im_patch"]
+        if unknown:
+            self._json({"status": 4, "error": f"the stand-in cannot run process {unknown[0]!r} (only im_patch)", "requestid": ""})
+            return
         method = q.get("method", "url_quick")
         protocol = q.get("protocol", "as-is")
         files: list[tuple[str, str, Path]] = []
@@ -407,6 +420,8 @@ class _Handler(BaseHTTPRequestHandler):
             rid = f"JSOC_{dt.datetime.now(dt.UTC):%Y%m%d}_{next(s.state.counter):03d}"
             fmt = q.get("filenamefmt") or f"{rs.series}.{{recnum}}.{{segment}}"
             named = [(rec, _render_filename(fmt, self._rec_of(rec), seg), p) for rec, seg, p in files]
+            if "im_patch" in processes:
+                named = [(rec, name, _im_patch(p, processes["im_patch"], s.cutout_dir)) for rec, name, p in named]
             s.state.exports[rid] = _Export(rid, requester, named, method, protocol, time.monotonic() + s.export_delay_s)
         self._json({"status": 2, "requestid": rid, "method": method, "protocol": protocol, "wait": 1, "size": 0})
 
@@ -478,6 +493,50 @@ class _Handler(BaseHTTPRequestHandler):
                 b[i] = (b[i] * 7 + 13) % 256
             body = bytes(b)
         self._send(200, body, "application/octet-stream")
+
+
+def _processes(n: str) -> dict[str, dict[str, str]]:
+    """``process=n`` as drms sends it (``0|im_patch,t_ref=...,x=..|...``): process name -> options."""
+    out: dict[str, dict[str, str]] = {}
+    for part in n.split("|")[1:]:
+        name, *opts = part.split(",")
+        out[name] = dict(o.split("=", 1) for o in opts if "=" in o)
+    return out
+
+
+def _im_patch(path: Path, opts: dict[str, str], cache: Path) -> Path:
+    """JSOC's ``im_patch`` on one file: a box of ``width`` x ``height`` around (``x``, ``y``) (arcsec, or pixels).
+
+    The stand-in cuts a fixed box (no tracking, which a 12-minute sequence does not need) and
+    keeps the WCS consistent (CRPIX shifted), writing the cutout once into ``cache``.
+    """
+
+    key = "_".join(f"{k}{opts.get(k, '')}" for k in ("x", "y", "width", "height", "boxunits", "locunits"))
+    out = cache / re.sub(r"[^\w.+-]", "_", f"{path.stem}.{key}.fits")
+    if out.exists():
+        return out
+    with fits.open(path) as hdul:
+        hdu = next(h for h in hdul if h.data is not None and h.data.ndim == 2)
+        data, h = np.asarray(hdu.data, dtype=np.float32), hdu.header.copy()
+    scale = abs(float(h.get("CDELT1", 1.0)))
+    arcsec = opts.get("locunits", "arcsec") == "arcsec"
+    x, y = float(opts.get("x", 0)), float(opts.get("y", 0))
+    cx = float(h["CRPIX1"]) - 1 + (x - float(h.get("CRVAL1", 0))) / scale if arcsec else x
+    cy = float(h["CRPIX2"]) - 1 + (y - float(h.get("CRVAL2", 0))) / scale if arcsec else y
+    box = opts.get("boxunits", "arcsec") == "arcsec"
+    w = float(opts.get("width", 100)) / (scale if box else 1.0)
+    hh = float(opts.get("height", 100)) / (scale if box else 1.0)
+    x0, y0 = max(0, round(cx - w / 2)), max(0, round(cy - hh / 2))
+    x1, y1 = min(data.shape[1], x0 + round(w)), min(data.shape[0], y0 + round(hh))
+    cut = data[y0:y1, x0:x1]
+    h["CRPIX1"], h["CRPIX2"] = float(h["CRPIX1"]) - x0, float(h["CRPIX2"]) - y0
+    for k in ("ZNAXIS1", "ZNAXIS2", "NAXIS1", "NAXIS2", "CHECKSUM", "DATASUM"):
+        h.remove(k, ignore_missing=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(cut, header=h, compression_type="RICE_1")]).writeto(tmp, checksum=True)
+    tmp.replace(out)
+    return out
 
 
 def _render_filename(fmt: str, rec: ArchiveRecord, segment: str) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import io
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -21,6 +24,8 @@ from heliowatch.daemon import sdnotify
 from heliowatch.daemon.config import load_config
 from heliowatch.daemon.logs import configure_logging
 from heliowatch.daemon.service import Daemon
+from heliowatch.models.core.times import unix_from_iso
+from heliowatch.pipelines.standin.archive import demo_archive_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -312,12 +317,39 @@ def test_readme_main_command_runs_the_demo(tmp_path: Path) -> None:
     for prod in everything:
         fields.setdefault(prod["product"], sorted(prod["payload"]))
     assert fields == recorded["fields"]
-    # Every record is processed once by each product that consumes it (36 records, 3 magnetograms, 3 SHARPs).
-    assert summary["processed"] == {"data_health": 36, "regions": 3, "flares": 3}
+    # Every record is processed once by each product that consumes it (66 records: 3 magnetograms, 3 SHARPs, 60 AIA).
+    assert summary["processed"] == {"data_health": 66, "regions": 3, "flares": 3, "jets": 60}
+    _check_demo_jets(tmp_path, out, prom)
     # Products see each other through the catalogue in time order: the 02:00 magnetogram's NOAA 11158
     # carries the HARP of the SHARP record of 01:59:26, whatever order the sources were polled in.
     last = next(r for r in regions if r["noaa_ar"] == 11158 and r["t_rec_utc"].startswith("2011-02-15T02:00"))
     assert last["harpnum"] == 377
+
+
+def _check_demo_jets(tmp_path: Path, out: Path, prom: str) -> None:
+    """The demo's jet sequence gives one jet event, its pictures and one alert; the jet-free one gives nothing."""
+    truth = json.loads((demo_archive_path() / "aia" / "truth.json").read_text())
+    jet_seq, free_seq = truth["sequences"]
+    (jet,) = jet_seq["jets"]
+    p = run_cli("products", "--product", "jet", "--limit", "100", cwd=tmp_path)
+    events = [x["payload"] for x in json.loads(p.stdout)["products"]]
+    assert len(events) == 1, events
+    ev = events[0]
+    assert math.dist(ev["base_hpc_arcsec"], jet["base_hpc_arcsec"]) < 15.0
+    assert abs((ev["direction_deg"] - jet["direction_deg"] + 180) % 360 - 180) < 15.0
+    assert "baseline" in ev["detectors"] and ev["synthetic_model"] is True
+    assert unix_from_iso(ev["start_utc"]) < free_seq["frame_times"][0]  # nothing from the jet-free sequence
+    for key in ("strip_png", "movie_gif", "overview_png", "hek_json", "voevent_xml"):
+        assert Path(ev[key]).exists(), key
+    hek = json.loads(Path(ev["hek_json"]).read_text())
+    assert hek["event_type"] == "CJ" and hek["event_coordsys"] == "UTC-HGS-TOPO"
+    maildir = (tmp_path / "heliowatch-state" / "maildir" / "new").iterdir()
+    mails = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in maildir]
+    jets = [m for m in mails if "coronal jet" in m["Subject"]]
+    assert len(jets) == 1
+    attached = [part.get_filename() for part in jets[0].iter_attachments()]  # type: ignore[attr-defined]
+    assert any(name and name.endswith("strip.png") for name in attached)
+    assert "heliowatch_jet_events_per_hour " in prom and 'heliowatch_jet_detector_enabled{detector="convlstm"} 1.0' in prom
 
 
 def test_status_without_state_is_a_clear_error(tmp_path: Path) -> None:

@@ -70,12 +70,18 @@ def test_state_database_runs_on_postgresql_too(pg_url: str) -> None:
 
     try:
         with st.engine.begin() as c:
-            for t in ("frames", "high_water", "rejects", "processed"):
+            for t in ("frames", "high_water", "rejects", "processed", "product_state", "product_attempts"):
                 c.execute(sa.text(f"DELETE FROM {t}"))
         rec = FrameRecord("hmi.M_720s_nrt", "r1", "magnetogram", "2024-05-10T00:00:00.000Z", 0, "/x", 10, "0" * 64)
         assert st.record_frames([rec]) == 1 and st.record_frames([rec]) == 0
         assert st.high_water("hmi.M_720s_nrt")[0] == "2024-05-10T00:00:00.000Z"
-        assert st.mark_processed("p", "k") and not st.mark_processed("p", "k")
+        st.mark_processed("p", ["k"], state={"ring": [1, 2]})
+        st.mark_processed("p", ["k", "k2"], state={"ring": [2, 3]})
+        assert st.is_processed("p", "k") and st.is_processed("p", "k2") and not st.is_processed("p", "k3")
+        assert st.done_among("p", ["k", "k2", "k3"]) == {"k", "k2"}
+        assert st.load_state("p") == {"ring": [2, 3]} and st.load_state("p", scope="backfill") is None
+        with st.engine.connect() as c:
+            assert c.execute(sa.text("SELECT count(*) FROM processed WHERE product = 'p'")).scalar() == 2
     finally:
         st.close()
 
