@@ -37,7 +37,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
@@ -72,18 +71,24 @@ class GrowthRule:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.floor_mx) and self.floor_mx > 0):
-            raise ModelError(f"GrowthRule.floor_mx must be a positive number (got {self.floor_mx})")
+            msg = f"GrowthRule.floor_mx must be a positive number (got {self.floor_mx})"
+            raise ModelError(msg)
         if not (math.isfinite(self.factor) and self.factor > 1):
-            raise ModelError(f"GrowthRule.factor must be > 1 (got {self.factor})")
+            msg = f"GrowthRule.factor must be > 1 (got {self.factor})"
+            raise ModelError(msg)
         if not (math.isfinite(self.window_h) and self.window_h > 0):
-            raise ModelError(f"GrowthRule.window_h must be > 0 hours (got {self.window_h})")
+            msg = f"GrowthRule.window_h must be > 0 hours (got {self.window_h})"
+            raise ModelError(msg)
         if not (math.isfinite(self.smooth_h) and 0 <= self.smooth_h < self.window_h):
-            raise ModelError(f"GrowthRule.smooth_h must be in [0, window_h) (got {self.smooth_h})")
+            msg = f"GrowthRule.smooth_h must be in [0, window_h) (got {self.smooth_h})"
+            raise ModelError(msg)
         if self.min_area_msh is not None and not (math.isfinite(self.min_area_msh) and self.min_area_msh >= 0):
-            raise ModelError(f"GrowthRule.min_area_msh must be >= 0 or None (got {self.min_area_msh})")
+            msg = f"GrowthRule.min_area_msh must be >= 0 or None (got {self.min_area_msh})"
+            raise ModelError(msg)
 
 
-class Firing(NamedTuple):
+@dataclass(frozen=True)
+class Firing:
     """The first time the rule fired on a series.
 
     Attributes
@@ -156,14 +161,15 @@ class GrowthMonitor:
         index = self._n
         self._n += 1
         if not t > self._last_t:
-            raise ModelError(f"GrowthMonitor.update: times must increase (got {t} after {self._last_t})")
+            msg = f"GrowthMonitor.update: times must increase (got {t} after {self._last_t})"
+            raise ModelError(msg)
         self._last_t = t
         if not (math.isfinite(flux_mx) and flux_mx >= 0):
             return None
         self._raw.append((t, flux_mx))
-        while self._raw[0][0] <= t - self._smooth:
+        while len(self._raw) > 1 and self._raw[0][0] <= t - self._smooth:  # the current sample always counts
             self._raw.popleft()
-        smoothed = float(np.median([f for _, f in self._raw]))
+        smoothed = _median([f for _, f in self._raw])
         while self._mins and self._mins[-1][1] >= smoothed:
             self._mins.pop()
         self._mins.append((t, smoothed))
@@ -179,6 +185,13 @@ class GrowthMonitor:
             return None
         self.fired = Firing(index, t, smoothed, baseline)
         return self.fired
+
+
+def _median(values: list[float]) -> float:
+    # A few samples per call: sorting a short list beats numpy's per-call overhead by ~10x.
+    v = sorted(values)
+    m = len(v) // 2
+    return v[m] if len(v) % 2 else 0.5 * (v[m - 1] + v[m])
 
 
 def first_firing(
@@ -218,7 +231,8 @@ def first_firing(
     f = np.asarray(flux_mx, dtype=np.float64)
     a = None if area_msh is None else np.asarray(area_msh, dtype=np.float64)
     if t.shape != f.shape or (a is not None and a.shape != t.shape) or t.ndim != 1:
-        raise ModelError(f"first_firing: times, flux (and area) must be 1-D of one length (got {t.shape}, {f.shape})")
+        msg = f"first_firing: times, flux (and area) must be 1-D of one length (got {t.shape}, {f.shape})"
+        raise ModelError(msg)
     mon = GrowthMonitor(rule, time_unit_s=time_unit_s)
     for i in range(t.size):
         hit = mon.update(float(t[i]), float(f[i]), None if a is None else float(a[i]))
