@@ -22,6 +22,14 @@ from heliowatch.models.flares.train import train_climatology, train_feature_mode
 from heliowatch.models.region_cnn import train_region_classifier
 from heliowatch.models.region_detector import train_region_detector
 from heliowatch.models.registry import MODELS, init_weights
+from heliowatch.pipelines.datasets.emergence import (
+    build_emergence_dataset,
+    find_lists,
+    is_emergence_set,
+    is_region_list,
+    load_emergence_dataset,
+    recorded_options,
+)
 from heliowatch.pipelines.datasets.jets import MANIFEST, build_jet_dataset, load_jet_dataset
 
 __all__ = ["register"]
@@ -64,6 +72,42 @@ def _train_jets(a: argparse.Namespace, out: Path) -> dict[str, Any]:
     )
 
 
+def _train_emergence(a: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """``--data``: a built set trains on it; the emerging-region lists build the set from the JSOC first (resuming
+    one in ``--dataset-dir`` with the parameters it was started with); any other directory is the semi-real recipe's."""
+    from heliowatch.models.emergence.train import train_emergence_fcn  # noqa: PLC0415  (imports torch)
+
+    data = Path(a.data) if a.data else None
+    if data is None or not (is_emergence_set(data) or is_region_list(data)):
+        return train_emergence_fcn(out, data=data, regions=a.regions, epochs=a.epochs, seed=a.seed)
+    if not is_emergence_set(data):
+        cfg = config_of(a)
+        target = Path(a.dataset_dir) if a.dataset_dir else cfg.daemon.state_dir / "datasets" / "emergence"
+        opts = recorded_options(target)
+        if a.cadence_s is not None:
+            opts["cadence_s"] = a.cadence_s
+        if a.births is not None:
+            opts["births"] = a.births
+        manifest = build_emergence_dataset(
+            jsoc_client(cfg), find_lists(data), target, limit=a.limit, progress=progress_bar("build emergence set"), **opts
+        )
+        print(
+            f"built {len(manifest['samples'])} windows into {target} ({len(manifest['dropped'])} dropped,"
+            f" {len(manifest['skipped'])} series to retry)",
+            file=sys.stderr,
+        )
+        data = target
+    real = load_emergence_dataset(data)
+    return train_emergence_fcn(
+        out,
+        epochs=a.epochs,
+        seed=a.seed,
+        progress=progress_bar("train emergence-fcn"),
+        real=real,
+        real_description="tracked hmi.M_720s patches before the listed emergences and controls a rotation away",
+    )
+
+
 def _cmd_train(a: argparse.Namespace) -> int:
     if a.model not in (*_NEEDS_DATA, *MODELS):
         msg = f"unknown model {a.model!r}; trainable: {', '.join(dict.fromkeys([*_NEEDS_DATA, *MODELS]))}"
@@ -82,10 +126,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         print(jsonio.dumps(_train_jets(a, out), indent=2))
         return 0
     if a.model == "emergence-fcn":
-        from heliowatch.models.emergence.train import train_emergence_fcn  # noqa: PLC0415  (imports torch)
-
-        res = train_emergence_fcn(out, data=Path(a.data) if a.data else None, regions=a.regions, epochs=a.epochs, seed=a.seed)
-        print(jsonio.dumps(res, indent=2))
+        print(jsonio.dumps(_train_emergence(a, out), indent=2))
         return 0
     if a.model not in _NEEDS_DATA:  # a registry model without a recipe: seeded initial weights
         print(init_weights(a.model, root=out))
@@ -115,7 +156,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "model",
         help="flare-features | flare-climatology | flare-cnn1 | flare-cnn2 | region-detector | region-classifier"
-        " | jet-convlstm (--data: a built set or the jet catalogue, built from the JSOC) | emergence-fcn | a registry model",
+        " | jet-convlstm (--data: a built set or the jet catalogue, built from the JSOC) | emergence-fcn (--data: a built set,"
+        " the emerging-region lists, built from the JSOC, or the shared data for the semi-real set) | a registry model",
     )
     p.add_argument("--data", help="data directory (e.g. ../shared/data/sun2022-sharp-seq); the region models need none")
     p.add_argument("--frames", type=int, help="region models: synthetic training disks (default 240 / 60)")
@@ -128,8 +170,25 @@ def register(sub: Any) -> None:
     p.add_argument("--e2e-steps", type=int, default=150, help="jet models: end-to-end steps of encoder + head")
     p.add_argument("--regions", type=int, default=240, help="emergence-fcn: emerging series per kind of data")
     p.add_argument(
-        "--limit", type=int, help="jet models with --data CATALOGUE: build only this many samples (half jets), earliest first"
+        "--limit",
+        type=int,
+        help="jet models with --data CATALOGUE: build only this many samples (half jets), earliest first;"
+        " emergence-fcn with --data LISTS: only this many regions",
     )
-    p.add_argument("--dataset-dir", help="jet models: where the real set is built (default <state_dir>/datasets/jets)")
+    p.add_argument(
+        "--dataset-dir",
+        help="jet / emergence models: where the real set is built (default <state_dir>/datasets/jets or .../emergence)",
+    )
+    p.add_argument(
+        "--cadence-s",
+        type=float,
+        help="emergence-fcn with --data LISTS: frames used inside a window, a multiple of 720 s (default 720: all)",
+    )
+    p.add_argument(
+        "--births",
+        choices=("refine", "add", "off"),
+        help="emergence-fcn with --data LISTS: Debrecen births sharpen the emergence times (refine, default), also add"
+        " the on-disk SDO-era births as regions (add), or are ignored (off)",
+    )
     p.add_argument("--out", help="where to write (default: models.weights_dir of the config)")
     p.set_defaults(func=_cmd_train)

@@ -15,6 +15,10 @@ frames, 410-min windows every 320 min through :class:`~heliowatch.models.emergen
   available offline, so a background is one real snapshot; its evolution between windows is
   emulated by a random walk of whole-pixel shifts (~2 px = 2.8 Mm per window).
 
+- **real** (``real=``): a set built from ``hmi.M_720s`` through the JSOC around catalogued
+  emergences (``heliowatch.pipelines.datasets.emergence``, ``heliowatch train emergence-fcn --data``):
+  trained on alone, with the set's own split by region and by time.
+
 Samples and labels follow the seed: an emerging-region (PE) patch gives five windows centred
 24.5, 19.2, 13.9, 8.5 and 3.2 h before the emergence time (when the region's flux reaches 10 %
 of its maximum, HEAR's definition), a control (NE) patch five windows at the same times; PE
@@ -31,7 +35,7 @@ from __future__ import annotations
 import glob
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +70,7 @@ __all__ = [
     "build_synthetic",
     "fcn_predict",
     "load_backgrounds",
+    "real_dataset",
     "train_emergence_fcn",
     "train_fcn",
     "train_mtot",
@@ -501,6 +506,49 @@ def _orient(a: np.ndarray, flips: np.ndarray, sign: int) -> np.ndarray:
     return (sign * out).astype(np.float32)
 
 
+def real_dataset(arrays: Mapping[str, Any]) -> EmergenceDataset:
+    """An :class:`EmergenceDataset` (domain ``real``) of a built real set's arrays.
+
+    ``arrays`` is what :func:`heliowatch.pipelines.datasets.emergence.load_emergence_dataset` returns
+    (``x``, ``previous``, ``y``, ``region``, ``split``, ``hours_before``, ``mu_centre``); the MTOT
+    features come from ``x`` and ``previous``, and each window's time index is that of the nearest
+    of :data:`TIMES_BEFORE_H` within 1 h (-1, outside the per-time tables, otherwise).
+
+    Raises
+    ------
+    UsageError
+        If an array is missing or their lengths differ.
+    """
+    need = ("x", "previous", "y", "region", "split", "hours_before", "mu_centre")
+    missing = [k for k in need if k not in arrays]
+    if missing:
+        msg = f"real emergence data lacks {', '.join(missing)}"
+        raise UsageError(msg)
+    x = np.asarray(arrays["x"], np.float32)
+    n = len(x)
+    if any(len(arrays[k]) != n for k in need):
+        msg = "real emergence data: arrays of different lengths"
+        raise UsageError(msg)
+    lf, tr = mtot_features(x, np.asarray(arrays["previous"], np.float32))
+    hours = np.asarray(arrays["hours_before"], np.float64)
+    ref = np.asarray(TIMES_BEFORE_H)
+    near = np.abs(hours[:, None] - ref[None, :])
+    ti = np.where(near.min(axis=1) <= 1.0, near.argmin(axis=1), -1) if n else np.zeros(0, np.int64)
+    meta = {"kind": "real", "root": str(arrays.get("root", "")), "manifest": arrays.get("manifest", {})}
+    return EmergenceDataset(
+        x=np.nan_to_num(x),
+        y=np.asarray(arrays["y"], np.int64),
+        region=np.asarray(arrays["region"], np.int64),
+        split=np.asarray(arrays["split"], np.int64),
+        time_index=np.asarray(ti, np.int64),
+        log_flux=lf,
+        trend=tr,
+        mu_centre=np.asarray(arrays["mu_centre"], np.float64),
+        domain="real",
+        meta=meta,
+    )
+
+
 def best_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     """The threshold maximising TSS on (validation) labels ``y`` and probabilities ``p``: ``(threshold, tss)``."""
     cand = np.unique(np.r_[p, 0.5])
@@ -604,8 +652,10 @@ def train_emergence_fcn(
     epochs: int = 20,
     seed: int = 0,
     progress: Callable[[int, int, str], None] | None = None,
+    real: Mapping[str, Any] | None = None,
+    real_description: str = "",
 ) -> dict[str, Any]:
-    """Build the training sets, train the FCN and MTOT, evaluate on the test split, write weights + cards.
+    """Build the training sets (or take a built real one), train FCN and MTOT, evaluate on the test split, write weights + cards.
 
     Parameters
     ----------
@@ -619,25 +669,38 @@ def train_emergence_fcn(
         Emerging series per kind of data (and as many controls).
     epochs, seed : int
         Training length and the seed of everything.
+    real : mapping or None
+        A built real set's arrays (``heliowatch.pipelines.datasets.emergence.load_emergence_dataset``;
+        ``heliowatch train emergence-fcn --data SET`` loads it): trained on alone, with its own
+        region-and-time split, instead of the synthetic and semi-real sets.
+    real_description : str
+        What the real set is, for the card.
 
     Returns
     -------
     dict
         Paths written, thresholds, validation scores and the test-split TSS tables
         (:func:`heliowatch.models.emergence.evaluate.tss_table`).
+
+    Raises
+    ------
+    UsageError
+        If ``data`` is a built real set (the models layer does not read the pipelines' sets:
+        load it and pass ``real``).
     """
+    if real is not None:
+        return _train_on_real(Path(out), real_dataset(real), real_description, epochs=epochs, seed=seed, progress=progress)
+    if data is not None and (Path(data) / "manifest.json").exists():
+        msg = (
+            f"{data} is a built training set: train on it with `heliowatch train emergence-fcn --data {data}`"
+            " (or pass real=load_emergence_dataset(...))"
+        )
+        raise UsageError(msg)
     parts = [build_synthetic(regions, seed=seed, progress=progress)]
     if data is not None:
         parts.append(build_semireal(Path(data), regions, seed=seed, progress=progress))
     ds = EmergenceDataset.concat(parts) if len(parts) > 1 else parts[0]
-    tr, va, te = (np.flatnonzero(ds.split == s) for s in range(3))
-    model, hist = train_fcn(ds, tr, va, epochs=epochs, seed=seed, progress=progress)
-    p_val = fcn_predict(model, ds.x[va])
-    thr, val_tss = best_threshold(ds.y[va], p_val)
-    mtot = train_mtot(ds, tr, va)
-    p_test = fcn_predict(model, ds.x[te])
-    q_test = mtot.predict_features(ds.log_flux[te], ds.trend[te])
-    skill = skill_summary(ds.subset(te), p_test, q_test, fcn_threshold=thr, mtot_threshold=mtot.threshold)
+    model, hist, thr, val_tss, mtot, skill = _fit_and_score(ds, epochs=epochs, seed=seed, progress=progress)
     domains = [p.domain for p in parts]
     data_arg = f" --data {data}" if data else ""
     recipe = f"heliowatch train emergence-fcn{data_arg} (regions={regions}, epochs={epochs}, seed={seed})"
@@ -678,6 +741,75 @@ def train_emergence_fcn(
         "val_tss": val_tss,
         "mtot_threshold": mtot.threshold,
         "skill": skill,
+    }
+
+
+def _fit_and_score(
+    ds: EmergenceDataset, *, epochs: int, seed: int, progress: Callable[[int, int, str], None] | None
+) -> tuple[Any, dict[str, Any], float, float, MtotClassifier, dict[str, Any]]:
+    """Train the FCN and MTOT on the train split, choose thresholds on validation, score the test split."""
+    tr, va, te = (np.flatnonzero(ds.split == s) for s in range(3))
+    model, hist = train_fcn(ds, tr, va, epochs=epochs, seed=seed, progress=progress)
+    thr, val_tss = best_threshold(ds.y[va], fcn_predict(model, ds.x[va]))
+    mtot = train_mtot(ds, tr, va)
+    p_test = fcn_predict(model, ds.x[te])
+    q_test = mtot.predict_features(ds.log_flux[te], ds.trend[te])
+    skill = skill_summary(ds.subset(te), p_test, q_test, fcn_threshold=thr, mtot_threshold=mtot.threshold)
+    return model, hist, thr, val_tss, mtot, skill
+
+
+def _train_on_real(
+    out: Path, ds: EmergenceDataset, description: str, *, epochs: int, seed: int, progress: Callable[[int, int, str], None] | None
+) -> dict[str, Any]:
+    """Train on a built real set alone and write weights and cards that say so."""
+    model, hist, thr, val_tss, mtot, skill = _fit_and_score(ds, epochs=epochs, seed=seed, progress=progress)
+    manifest = ds.meta.get("manifest", {})
+    root = ds.meta.get("root", "")
+    recipe = f"heliowatch train emergence-fcn --data {root} (epochs={epochs}, seed={seed})"
+    mtot.info.update({"data": ["real"], "recipe": recipe, "synthetic": False})
+    mpath = mtot.save(out / MTOT_FILE)
+    n_pe, n_ne = int((ds.y == 1).sum()), int((ds.y == 0).sum())
+    rec = manifest.get("recipe", {})
+    dates = manifest.get("dates", {})
+    data = (
+        f"built emergence set {root} ({description or 'real-format tracked patches'}): {n_pe} pre-emergence + {n_ne} control"
+        f" windows of {len(np.unique(ds.region))} regions, {rec.get('series', '?')} at {rec.get('cadence_s', '?')} s,"
+        f" {rec.get('window_min', '?')}-min windows at {rec.get('times_before_h', '?')} h before emergence;"
+        " split by region and by time (train before validation before test)"
+    )
+    card = {
+        "training": {
+            "kind": "supervised",
+            "synthetic": False,
+            "data": data,
+            "cutoff_date": dates.get("train", [None, None])[1],
+            "recipe": recipe,
+            "history": hist,
+            "dataset": {"root": root, "lists_sha256": manifest.get("lists", {}), "split": manifest.get("counts", {})},
+        },
+        "operational": False,
+        "threshold": thr,
+        "threshold_note": "P >= threshold calls a window pre-emergence; chosen to maximise TSS on the validation split",
+        "skill": {"evaluation": "test split (regions later than and disjoint from training)", "val_tss": val_tss, **skill},
+        "baseline": {"name": "MTOT (LDA of central unsigned flux and its trend)", "file": MTOT_FILE, "threshold": mtot.threshold},
+        "known_limits": [
+            "trained only on the built set: its size and its lists' selection (regions emerging near disc centre) bound"
+            " what it has seen",
+            "emergence times are Debrecen first sightings or first SRS listings (00 UT), both later than the flux"
+            " emergence HEAR uses: the shortest pre-emergence windows may already hold new flux",
+            "probabilities come from a balanced set (one control per region): rebase them to the operational rate of"
+            " emergence before reading them as forecasts (heliowatch.models.emergence.forecast.rebase)",
+        ],
+    }
+    cpath = registry.save_weights("emergence-fcn", model, card, root=out)
+    return {
+        "card": str(cpath),
+        "mtot": str(mpath),
+        "threshold": thr,
+        "val_tss": val_tss,
+        "mtot_threshold": mtot.threshold,
+        "skill": skill,
+        "split": {part: int((ds.split == i).sum()) for i, part in enumerate(("train", "validation", "test"))},
     }
 
 
