@@ -320,12 +320,12 @@ class EmergenceConfig:
 
     enabled: bool = _opt(True, "forecast flux emergence on every full-disk magnetogram")
     method: str = _opt(
-        "emergence-fcn",
-        "which classifier issues warnings: 'emergence-fcn' or 'mtot-lda' (both always run)",
+        "mtot-lda",
+        "which classifier issues warnings: 'mtot-lda' or 'emergence-fcn' (both always run)",
         _choice("emergence-fcn", "mtot-lda"),
     )
     threshold: float = _opt(
-        0.0, "probability a warning needs; 0 means the method's own (validation-chosen) threshold", _range(0, 1)
+        0.75, "probability a warning needs; 0 means the method's own (balanced-set, validation-chosen) threshold", _range(0, 1)
     )
     min_windows: int = _opt(1, "averaging windows in a row above the threshold before a warning", _range(1, 20))
     window_minutes: float = _opt(410.0, "averaging window (the seed's 410 min: 34 frames at 720 s)", _range(12, 2880))

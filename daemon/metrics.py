@@ -254,6 +254,10 @@ class Metrics:
         """The jet product: events per hour, frames behind, inference time, detectors (``snapshot()`` -> JetsSnapshot)."""
         self.add_collector(lambda: _jet_families(snapshot(), float(clock.now())))
 
+    def watch_emergence(self, snapshot: Callable[[], Any]) -> None:
+        """The emergence product: patches, scored windows, warnings, live verification (``snapshot()`` -> EmergenceSnapshot)."""
+        self.add_collector(lambda: _emergence_families(snapshot()))
+
     def watch_verification(self, verifier: Any) -> None:
         """Rolling verification scores (``verifier.scores``, ``verifier.pending``)."""
         self.add_collector(lambda: _verification_families(verifier.scores, verifier.pending))
@@ -308,6 +312,66 @@ def _flare_families(snap: Any) -> list[Any]:
             "heliowatch_last_forecast_timestamp_seconds", "Wall time of the latest issue", value=float(snap.issued_at)
         )
     )
+    return fams
+
+
+def _emergence_families(snap: Any) -> list[Any]:
+    def gauge(name: str, doc: str, value: float | None) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, doc, value=float("nan") if value is None else float(value))
+
+    v = snap.verification or {}
+    fams: list[Any] = [
+        gauge("heliowatch_emergence_frames_processed", "Magnetograms through the emergence product since start", snap.frames),
+        gauge("heliowatch_emergence_patches", "Tracked patches in the latest magnetogram", snap.patches),
+        gauge(
+            "heliowatch_emergence_patches_skipped",
+            "Grid points of the latest magnetogram skipped (limb, missing data)",
+            snap.skipped,
+        ),
+        gauge("heliowatch_emergence_windows_scored", "Patch averaging windows scored since start", snap.windows_scored),
+        gauge("heliowatch_emergence_warnings", "Emergence warnings issued since start", snap.warnings),
+        gauge("heliowatch_emergence_averaging_restarts", "Averaging restarts after data gaps since start", snap.restarts),
+        gauge(
+            "heliowatch_emergence_max_probability", "Highest P(emergence within 24 h) of the latest windows", snap.max_probability
+        ),
+        gauge(
+            "heliowatch_emergence_warnings_pending",
+            "Warnings not yet verified (no new region yet, within the time)",
+            v.get("pending"),
+        ),
+        gauge(
+            "heliowatch_emergence_hit_rate", "Verified warnings followed by a new region or HARP, last 30 days", v.get("hit_rate")
+        ),
+        gauge(
+            "heliowatch_emergence_false_alarms_per_day",
+            "Warnings with no new region or HARP within the verification time, per day (last 30 days)",
+            v.get("false_alarms_per_day"),
+        ),
+        gauge(
+            "heliowatch_emergence_median_lead_hours",
+            "Median time from warning to the new region (hits, 30 days)",
+            v.get("median_lead_h"),
+        ),
+        gauge(
+            "heliowatch_emergence_synthetic_model",
+            "1 while the classifiers are trained on synthetic data",
+            float(snap.synthetic_model),
+        ),
+    ]
+    rej = GaugeMetricFamily(
+        "heliowatch_emergence_frames_rejected", "Magnetograms refused by the emergence product", labels=["reason"]
+    )
+    for reason, n in sorted(snap.rejected.items()):
+        rej.add_metric([reason], float(n))
+    fams.append(rej)
+    if snap.frame_time_utc:
+        fams.append(
+            gauge(
+                "heliowatch_emergence_frame_timestamp_seconds",
+                "T_REC of the latest magnetogram",
+                unix_from_iso(snap.frame_time_utc),
+            )
+        )
     return fams
 
 

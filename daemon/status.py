@@ -12,6 +12,7 @@ from typing import Any
 from heliowatch.daemon.wiring import App
 from heliowatch.models.core.times import iso_utc, unix_from_iso
 from heliowatch.pipelines.gaps import cadence_of, coverage
+from heliowatch.pipelines.products.emergence import EmergenceProduct
 from heliowatch.pipelines.products.flares import FlaresProduct
 from heliowatch.pipelines.products.jets import JetsProduct
 from heliowatch.pipelines.products.regions import RegionsProduct
@@ -60,6 +61,7 @@ class StatusView:
         fd = None
         quicklook = None
         jets: dict[str, Any] | None = None
+        emergence: dict[str, Any] | None = None
         for p in app.products:
             if isinstance(p, FlaresProduct):
                 fd = p.snapshot.latest
@@ -67,6 +69,8 @@ class StatusView:
                 quicklook = p.latest.quicklook
             elif isinstance(p, JetsProduct):
                 jets = _jets_panel(p, app.clock.now())
+            elif isinstance(p, EmergenceProduct):
+                emergence = _emergence_panel(p)
         counts = app.state.frame_counts()
         rejects: dict[str, int] = {}
         for r in app.state.reject_summary():
@@ -97,7 +101,30 @@ class StatusView:
             "alerts": [{k: a[k] for k in ("created_utc", "kind", "subject", "status")} for a in alerts],
             "quicklook": quicklook,
             "jets": jets,
+            "emergence": emergence,
         }
+
+
+def _emergence_panel(p: EmergenceProduct) -> dict[str, Any]:
+    snap = p.latest
+    keys = ("patch_id", "t_mid_utc", "position", "probability", "method", "lead_time_class")
+    return {
+        "frame_time_utc": snap.frame_time_utc,
+        "frames": snap.frames,
+        "patches": snap.patches,
+        "skipped": snap.skipped,
+        "windows_scored": snap.windows_scored,
+        "warnings": snap.warnings,
+        "method": snap.method,
+        "threshold": p.threshold,
+        "max_probability": snap.max_probability,
+        "synthetic_model": snap.synthetic_model,
+        "rejected": dict(snap.rejected),
+        "restarts": snap.restarts,
+        "verification": snap.verification,
+        "map_png": snap.map_png,
+        "recent": [{k: w.get(k) for k in keys} for w in reversed(snap.recent_warnings)],
+    }
 
 
 def _jets_panel(p: JetsProduct, now: float) -> dict[str, Any]:

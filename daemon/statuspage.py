@@ -59,6 +59,7 @@ def render_page(s: dict[str, Any]) -> str:
         or "<tr><td colspan=4>no alerts</td></tr>"
     )
     jets = _jets_html(s.get("jets"))
+    emergence = _emergence_html(s.get("emergence"))
     up = s.get("healthy")
     badge = "<span class='ok'>healthy</span>" if up else "<span class='bad'>NOT healthy</span>"
     img = "<img src='/quicklook.png' alt='latest magnetogram quicklook'>" if s.get("quicklook") else "<p>no quicklook yet</p>"
@@ -87,6 +88,7 @@ th {{ background: #eee }} td.m {{ font-weight: bold }} .ok {{ color: #060 }} .ba
 <table><tr><th>series</th><th>newest record (UTC)</th><th>latency s</th><th>records</th><th>rejected</th>
 <th>coverage 24 h</th></tr>{health}</table>
 {jets}
+{emergence}
 <h2>Last alerts</h2>
 <table><tr><th>raised (UTC)</th><th>kind</th><th>subject</th><th>status</th></tr>{alerts}</table>
 </div><div><h2>Latest magnetogram</h2>{img}</div></div>
@@ -115,6 +117,36 @@ def _jets_html(j: dict[str, Any] | None) -> str:
         f"detectors: {html.escape(', '.join(j.get('detectors') or []))}{note}; refused: {rejected}"
         f"{'; calibration degraded' if j.get('degraded') else ''}</p>"
         f"<table><tr><th>peak (UTC)</th><th>base (arcsec)</th><th>P</th><th>detectors</th></tr>{rows}</table>"
+    )
+
+
+def _emergence_html(e: dict[str, Any] | None) -> str:
+    """The flux-emergence panel (or nothing when the product is off)."""
+    if not e:
+        return ""
+    rows = (
+        "".join(
+            f"<tr><td>{html.escape(str(w.get('t_mid_utc') or '-'))}</td><td>{html.escape(str(w.get('position') or '-'))}</td>"
+            f"<td>{_fmt(w.get('probability'))}</td><td>{html.escape(str(w.get('method') or '-'))}</td>"
+            f"<td>{html.escape(str(w.get('lead_time_class') or '-'))}</td></tr>"
+            for w in e.get("recent", [])
+        )
+        or "<tr><td colspan=5>no warning yet</td></tr>"
+    )
+    v = e.get("verification") or {}
+    hit = _fmt(100 * v["hit_rate"], ".0f") + " %" if v.get("hit_rate") is not None else "-"
+    note = " (classifiers trained on synthetic data)" if e.get("synthetic_model") else ""
+    img = "<p><img src='/emergence.png' alt='latest emergence probability map'></p>" if e.get("map_png") else ""
+    return (
+        f"<h2>Flux emergence (HMI)</h2>"
+        f"<p>newest magnetogram {html.escape(str(e.get('frame_time_utc') or '-'))}; {e.get('patches', 0)} patches"
+        f" ({e.get('skipped', 0)} skipped); {e.get('windows_scored', 0)} windows scored; method"
+        f" {html.escape(str(e.get('method')))} at {_fmt(e.get('threshold'))}{note};"
+        f" highest P {_fmt(e.get('max_probability'))}</p>"
+        f"<p>live verification (30 days): {v.get('settled', 0)} settled, {v.get('pending', 0)} pending; hit rate {hit};"
+        f" false alarms/day {_fmt(v.get('false_alarms_per_day'))}; median lead {_fmt(v.get('median_lead_h'), '.1f')} h</p>"
+        f"<table><tr><th>window mid (UTC)</th><th>position</th><th>P</th><th>method</th><th>lead time</th></tr>{rows}</table>"
+        f"{img}"
     )
 
 
@@ -169,6 +201,12 @@ class StatusServer:
                         self._send(200, Path(q).read_bytes(), "image/png")
                     else:
                         self._send(404, b"no quicklook yet\n", "text/plain")
+                elif path == "/emergence.png":
+                    q = (status().get("emergence") or {}).get("map_png")
+                    if q and Path(q).exists():
+                        self._send(200, Path(q).read_bytes(), "image/png")
+                    else:
+                        self._send(404, b"no emergence map yet\n", "text/plain")
                 else:
                     self._send(404, b"not found\n", "text/plain")
 

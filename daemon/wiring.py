@@ -23,6 +23,9 @@ from heliowatch.daemon.metrics import Metrics
 from heliowatch.daemon.state import StateStore
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.core.times import Clock, FixedClock, SystemClock
+from heliowatch.models.emergence.averaging import AveragingConfig
+from heliowatch.models.emergence.forecast import EmergenceForecaster
+from heliowatch.models.emergence.patches import PatchGrid
 from heliowatch.models.flares.forecaster import FlareForecaster
 from heliowatch.models.jets.stream import StreamParams
 from heliowatch.models.regions.loaders import region_classifier, region_detector
@@ -40,6 +43,7 @@ from heliowatch.pipelines.jsoc import JsocClient, RetryPolicy
 from heliowatch.pipelines.mail import MaildirTransport, SmtpTransport, Transport
 from heliowatch.pipelines.products.base import Catalogue, Product
 from heliowatch.pipelines.products.data_health import DataHealthProduct
+from heliowatch.pipelines.products.emergence import EmergenceProduct, EmergenceSnapshot
 from heliowatch.pipelines.products.flares import FlaresProduct, FlaresSnapshot
 from heliowatch.pipelines.products.jets import JetsProduct, JetsSnapshot
 from heliowatch.pipelines.products.regions import RegionsProduct, RegionsSnapshot
@@ -280,9 +284,43 @@ def build_products(
             clock=clock,
         )
     )
+    if cfg.emergence.enabled:
+        products.append(emergence_product(cfg, options, catalogue=catalogue, rules=rules, outputs=outputs))
     if cfg.jets.enabled and "aia" in cfg.jsoc.enabled_sources:
         products.append(jets_product(cfg, options, rules=rules, outputs=outputs))
     return products
+
+
+def emergence_product(
+    cfg: Config, options: RuntimeOptions, *, catalogue: Catalogue, rules: Rules, outputs: Path
+) -> EmergenceProduct:
+    """The emergence product of the configuration: the FCN through the runtime, MTOT beside its weights."""
+    e = cfg.emergence
+    fcn = open_runtime("emergence-fcn", options)
+    forecaster = EmergenceForecaster.from_weights(fcn.predict, root=fcn.weights_root)
+    grid = PatchGrid(spacing_deg=e.grid_spacing_deg, max_cmd_deg=e.max_cmd_deg, max_lat_deg=e.max_lat_deg)
+    averaging = AveragingConfig(
+        window_s=e.window_minutes * 60.0,
+        stride_s=e.stride_minutes * 60.0,
+        min_fraction=e.min_fraction,
+        max_gap_s=e.max_gap_hours * 3600.0,
+    )
+    mtot_info = forecaster.mtot.info
+    return EmergenceProduct(
+        forecaster=forecaster,
+        catalogue=catalogue,
+        outputs=outputs,
+        rules=rules,
+        grid=grid,
+        averaging=averaging,
+        method=e.method,
+        threshold=e.threshold,
+        min_windows=e.min_windows,
+        known_region_deg=e.known_region_deg,
+        verify_hours=e.verify_hours,
+        model_info={"fcn": fcn.info, "mtot": {"kind": "mtot-lda", "threshold": forecaster.mtot.threshold, **mtot_info}},
+        synthetic_model=bool(fcn.info.get("synthetic", True) or mtot_info.get("synthetic", True)),
+    )
 
 
 def jets_product(cfg: Config, options: RuntimeOptions, *, rules: Rules, outputs: Path) -> JetsProduct:
@@ -455,6 +493,8 @@ def _watch(app: App) -> None:
             m.watch_flares(partial(_flares_snapshot, p))
         elif isinstance(p, JetsProduct):
             m.watch_jets(partial(_jets_snapshot, p), clock=app.clock)
+        elif isinstance(p, EmergenceProduct):
+            m.watch_emergence(partial(_emergence_snapshot, p))
     if app.verifier is not None:
         m.watch_verification(app.verifier)
     if app.alerts is not None:
@@ -470,6 +510,10 @@ def _flares_snapshot(p: FlaresProduct) -> FlaresSnapshot:
 
 
 def _jets_snapshot(p: JetsProduct) -> JetsSnapshot:
+    return p.latest
+
+
+def _emergence_snapshot(p: EmergenceProduct) -> EmergenceSnapshot:
     return p.latest
 
 

@@ -116,16 +116,41 @@ class Rules:
         ]
 
     def emergence_alerts(self, product: dict[str, Any]) -> list[Alert]:
-        """A pre-emergence warning."""
+        """A pre-emergence warning: one alert per place (a 10-deg Carrington cell) and UTC day."""
         p = float(product.get("probability", 0))
         if p < self.emergence:
             return []
+        lat, lon = product.get("hgs_lat"), product.get("carrington_lon")
+        cell = (
+            f"C{round(float(lon) / 10) * 10 % 360:03d} {round(float(lat) / 10) * 10:+d}"
+            if isinstance(lat, int | float) and isinstance(lon, int | float)
+            else str(product.get("position", "?"))
+        )
+        w = product.get("window") or {}
+        lines = [
+            f"Flux emergence expected within 24 h at {product.get('position', '?')} (patch {product.get('patch_id', '?')}).",
+            f"P = {p:.2f} by {product.get('method', '?')} (threshold {_num(product.get('threshold'), '.2f')});"
+            f" FCN {_num(product.get('p_fcn'), '.2f')}, unsigned-flux discriminant {_num(product.get('p_mtot'), '.2f')}.",
+            f"Lead-time class: {product.get('lead_time_class', '?')}. Averaging window {w.get('start_utc', '?')}"
+            f" .. {w.get('end_utc', '?')} ({w.get('frames', '?')} of {w.get('expected', '?')} frames).",
+            "No region detected and no HARP within the patch when this was issued.",
+        ]
+        if product.get("degraded"):
+            lines.append("Degraded input: " + "; ".join(product.get("degraded_reasons") or ["see the record"]) + ".")
+        if product.get("synthetic_model"):
+            lines.append(
+                "The classifiers were trained on synthetic and semi-real data:"
+                " their real skill is unknown (docs/eval/emergence.md)."
+            )
+        if product.get("map_png"):
+            lines.append(f"Map: {product['map_png']}")
         return [
             Alert(
                 "emergence",
-                f"[heliowatch] flux emergence expected, P = {p:.2f}",
-                f"Emergence probability {p:.2f} at {product.get('position', '?')} ({product.get('time_utc')}).",
-                key=str(product.get("position")),
+                f"[heliowatch] flux emergence expected at {product.get('position', '?')}, P = {p:.2f}",
+                "\n".join(lines),
+                region=f"emergence {cell}",
+                attachments=tuple(x for x in [product.get("map_png")] if x),
             )
         ]
 

@@ -71,6 +71,9 @@ class AlertCenter:
         The ``List-Id`` header.
     dedup_window_s : float
         One alert per (kind, region, extra key) per window.
+    kind_windows : dict or None
+        Per-kind windows that replace ``dedup_window_s`` (emergence warnings: one per place and
+        UTC day).
     digest_threshold : int
         This many or more alerts raised together go out as one digest.
     retry_base_s, retry_max_s : float
@@ -89,6 +92,7 @@ class AlertCenter:
         recipients: list[str],
         list_id: str,
         dedup_window_s: float = 6 * 3600,
+        kind_windows: dict[str, float] | None = None,
         digest_threshold: int = 4,
         retry_base_s: float = 30.0,
         retry_max_s: float = 1800.0,
@@ -101,6 +105,7 @@ class AlertCenter:
         self.recipients = recipients
         self.list_id = list_id
         self.window = dedup_window_s
+        self.kind_windows = {"emergence": 86400.0} if kind_windows is None else dict(kind_windows)
         self.digest_threshold = digest_threshold
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
@@ -110,7 +115,7 @@ class AlertCenter:
 
     # -- raising -----------------------------------------------------------------------------
     def _dedup_key(self, a: Alert, t: dt.datetime) -> str:
-        bucket = int(t.timestamp() // self.window)
+        bucket = int(t.timestamp() // self.kind_windows.get(a.kind, self.window))
         return f"{a.kind}|{a.region or '-'}|{a.key or '-'}|{bucket}"
 
     def _entry(self, a: Alert, key: str, now: dt.datetime, *, status: str) -> OutboxEntry:

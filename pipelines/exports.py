@@ -68,6 +68,14 @@ def hek_event(kind: str, p: dict[str, Any], *, version: str) -> dict[str, Any]:
             f" speed {p.get('speed_km_s')} km/s; detectors {p.get('detector')}"
         )
         ev["obs_meanwavel"], ev["obs_wavelunit"] = 304, "Angstroms"
+    if kind == "emergence":
+        if p.get("carrington_lon") is not None:
+            ev["hgc_x"], ev["hgc_y"] = p["carrington_lon"], lat
+        ev["event_description"] = (
+            f"flux emergence expected within 24 h ({p.get('lead_time_class', '?')}); method {p.get('method')},"
+            f" patch {p.get('patch_id')}"
+        )
+        ev["obs_meanwavel"], ev["obs_wavelunit"] = 6173, "Angstroms"
     if kind == "region":
         ev["ar_mtwilsoncls"] = p.get("mtwilson")
         ev["ar_noaanum"] = p.get("noaa_ar")

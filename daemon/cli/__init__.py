@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from heliowatch.daemon.cli import backfill, evaluate, forecast, jets, models, regions, run, status, synth, train
+from heliowatch.daemon.cli import backfill, emergence, evaluate, forecast, jets, models, regions, run, status, synth, train
 from heliowatch.daemon.errors import ConfigError
 from heliowatch.daemon.logs import configure_logging
 from heliowatch.daemon.service import heliowatch_version
@@ -23,7 +23,7 @@ from heliowatch.pipelines.errors import SourceUnavailable
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The command modules, in the order ``heliowatch --help`` lists them.
-COMMANDS = (run, status, regions, forecast, jets, backfill, synth, models, train, evaluate)
+COMMANDS = (run, status, regions, forecast, emergence, jets, backfill, synth, models, train, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

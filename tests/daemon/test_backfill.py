@@ -23,7 +23,7 @@ from heliowatch.daemon.config import load_config
 from heliowatch.daemon.service import Daemon
 from heliowatch.daemon.wiring import build
 
-DEMO = ("--start", "2011-02-15T00:00:00Z", "--end", "2017-09-07T00:00:00Z")
+DEMO = ("--start", "2011-02-14T18:00:00Z", "--end", "2017-09-07T00:00:00Z")
 DISKS = ("--start", "2011-02-15T00:00:00Z", "--end", "2017-09-07T00:00:00Z")
 
 
@@ -76,7 +76,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_backfill_on_two_workers_makes_what_the_daemon_makes_and_twice_adds_nothing(reference: Path, tmp_path: Path) -> None:
     p = cli("backfill", "--replay", "demo", *DEMO, "--workers", "2", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "processed: data_health=66, flares=3, jets=60, regions=3" in p.stderr
+    assert "processed: data_health=91, emergence=28, flares=3, jets=60, regions=28" in p.stderr
     assert "distributed.worker - INFO" not in p.stderr  # Dask's start-up chatter stays out of the log
     mine, theirs = products(tmp_path), products(reference)
     # Same keys, same payloads (paths relative to each run's directory).
@@ -87,7 +87,7 @@ def test_backfill_on_two_workers_makes_what_the_daemon_makes_and_twice_adds_noth
     assert "processed: nothing new" in again.stderr and "new store records: none" in again.stderr
     assert products(tmp_path) == mine
     report = json.loads(next((tmp_path / "heliowatch-state" / "outputs").glob("backfill-*.json")).read_text())
-    assert report["records"] == 67 and report["rejected"] == {"refused_before": 1}
+    assert report["records"] == 92 and report["rejected"] == {"refused_before": 1}
 
 
 @pytest.mark.slow

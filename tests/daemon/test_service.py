@@ -317,13 +317,33 @@ def test_readme_main_command_runs_the_demo(tmp_path: Path) -> None:
     for prod in everything:
         fields.setdefault(prod["product"], sorted(prod["payload"]))
     assert fields == recorded["fields"]
-    # Every record is processed once by each product that consumes it (66 records: 3 magnetograms, 3 SHARPs, 60 AIA).
-    assert summary["processed"] == {"data_health": 66, "regions": 3, "flares": 3, "jets": 60}
+    # Every record is processed once by each product that consumes it (91 records: 28 magnetograms, of
+    # which 25 are the emergence history, 3 SHARPs, 60 AIA).
+    assert summary["processed"] == {"data_health": 91, "regions": 28, "flares": 3, "jets": 60, "emergence": 28}
+    _check_demo_emergence(tmp_path, out, prom)
     _check_demo_jets(tmp_path, out, prom)
     # Products see each other through the catalogue in time order: the 02:00 magnetogram's NOAA 11158
     # carries the HARP of the SHARP record of 01:59:26, whatever order the sources were polled in.
     last = next(r for r in regions if r["noaa_ar"] == 11158 and r["t_rec_utc"].startswith("2011-02-15T02:00"))
     assert last["harpnum"] == 377
+
+
+def _check_demo_emergence(tmp_path: Path, out: Path, prom: str) -> None:
+    """The demo's emerging bipole gets one warning, on the map of the frame that closed its window, and one alert."""
+    truth = json.loads((demo_archive_path() / "magnetogram" / "truth.json").read_text())
+    emerging = next(r for f in truth["frames"] if not f.get("emergence") for r in f["regions"] if r.get("emerging"))
+    p = run_cli("products", "--product", "emergence_warning", cwd=tmp_path)
+    (w,) = [x["payload"] for x in json.loads(p.stdout)["products"]]
+    assert abs(w["hgs_lat"] - emerging["hgs_lat"]) < 7.5 and w["synthetic_model"] is True and w["probability"] >= 0.75
+    assert Path(w["map_png"]).exists() and json.loads(Path(w["hek_json"]).read_text())["event_type"] == "EF"
+    # An emergence map for every magnetogram the product used (the QUALITY-flagged one is skipped).
+    assert len(list(out.glob("emergence/*/emergence-map-*.png"))) == 28
+    windows = json.loads(run_cli("products", "--product", "emergence", "--limit", "1000", cwd=tmp_path).stdout)["products"]
+    assert windows and all(len(x["payload"]["records"]) == 2 for x in windows)  # FCN and MTOT for every patch-window
+    maildir = (tmp_path / "heliowatch-state" / "maildir" / "new").iterdir()
+    mails = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in maildir]
+    assert len([m for m in mails if "flux emergence" in m["Subject"]]) == 1
+    assert "heliowatch_emergence_warnings 1.0" in prom and "heliowatch_emergence_patches 408.0" in prom
 
 
 def _check_demo_jets(tmp_path: Path, out: Path, prom: str) -> None:

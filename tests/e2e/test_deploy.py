@@ -49,7 +49,7 @@ def test_dashboard_structure_and_datasource() -> None:
         assert p["datasource"] == {"type": "prometheus", "uid": "heliowatch-prometheus"}, p["title"]
         assert {"x", "y", "w", "h"} <= set(p["gridPos"])
     titles = " ".join(p["title"] for p in dash["panels"]).lower()
-    for want in ("full-disk", "regions", "magnetogram", "latency", "health", "jets"):
+    for want in ("full-disk", "regions", "magnetogram", "latency", "health", "jets", "emergence"):
         assert want in titles
 
 

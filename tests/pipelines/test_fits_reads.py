@@ -35,7 +35,7 @@ def test_each_ingested_file_is_opened_at_most_twice(disk_archive: Path, tmp_path
 
     monkeypatch.setattr(astropy.io.fits, "open", counting_open)
     summary = Daemon.from_config(cfg, once=True).run()
-    assert summary.processed == {"data_health": 6, "regions": 3, "flares": 3}
+    assert summary.processed == {"data_health": 6, "regions": 3, "emergence": 3, "flares": 3}
     mags = {k: v for k, v in opens.items() if ".magnetogram." in k and k.startswith("hmi.M_")}
     sharps = {k: v for k, v in opens.items() if k.startswith("hmi.sharp")}
     assert len(mags) == 3 and len(sharps) == 5  # 3 magnetograms; 3 SHARP records with 5 segment files
