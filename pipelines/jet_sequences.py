@@ -159,7 +159,12 @@ def analyse_sequence(
     if not math.isclose(spacing, 24.0):
         flags.append(f"cadence {cadence:.0f} s: windows of frames {spacing:.0f} s apart (the network was trained at 24 s)")
     params = StreamParams(
-        spacing_s=spacing, min_frames=min(min_frames, 30), threshold=threshold, close_after_s=max(150.0, 4 * spacing)
+        spacing_s=spacing,
+        min_frames=min(min_frames, 30),
+        threshold=threshold,
+        close_after_s=max(150.0, 4 * spacing),
+        network_alone_min_p=network_alone_min_p,
+        network_max_windows=network_max_windows,
     )
     stream = JetStream(params, encoder=encoder, head=head, use_baseline=use_baseline)
     events: list[JetEvent] = []

@@ -195,3 +195,18 @@ def test_jets_command_takes_a_rendered_movie(tmp_path: Path, shared_data: Path) 
     out = json.loads(p.stdout)
     assert any(f.startswith("rendered levels") for f in out["flags"]) and any(f.startswith("short") for f in out["flags"])
     assert out["events"], "the volunteers' jet 70446299 is found (both detectors find it)"
+
+
+def test_network_alone_on_a_movie_follows_its_own_gate(tmp_path: Path, shared_data: Path) -> None:
+    """With the network as the only detector, an event needs its probability above the card's
+    threshold in consecutive windows; the daemon's gate for the network alone (0.99) is the
+    configuration's, and is what `--detector convlstm` replaces."""
+    movie = shared_data / "sjh-jet-animations" / "fits" / "70445611"
+    p = _cli("jets", str(movie), "--json", "--detector", "convlstm", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    best = max(max(w["probabilities"]) for w in out["windows"] if w["probabilities"])
+    threshold = out["model"]["threshold"]
+    assert (best >= threshold) == bool(out["events"]), (best, threshold, out["events"])
+    both = json.loads(_cli("jets", str(movie), "--json", cwd=tmp_path).stdout)
+    assert all(e["probability"] >= 0.99 or "baseline" in e["detector"] for e in both["events"])
