@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,7 +123,7 @@ class Rules:
             return []
         lat, lon = product.get("hgs_lat"), product.get("carrington_lon")
         cell = (
-            f"C{round(float(lon) / 10) * 10 % 360:03d} {round(float(lat) / 10) * 10:+d}"
+            f"C{math.floor(float(lon) / 10 + 0.5) * 10 % 360:03d} {math.floor(float(lat) / 10 + 0.5) * 10:+d}"
             if isinstance(lat, int | float) and isinstance(lon, int | float)
             else str(product.get("position", "?"))
         )
@@ -133,7 +134,7 @@ class Rules:
             f" FCN {_num(product.get('p_fcn'), '.2f')}, unsigned-flux discriminant {_num(product.get('p_mtot'), '.2f')}.",
             f"Lead-time class: {product.get('lead_time_class', '?')}. Averaging window {w.get('start_utc', '?')}"
             f" .. {w.get('end_utc', '?')} ({w.get('frames', '?')} of {w.get('expected', '?')} frames).",
-            "No region detected and no HARP within the patch when this was issued.",
+            "No region NOAA has numbered and no HARP there; nothing was there when the averaging window began.",
         ]
         if product.get("degraded"):
             lines.append("Degraded input: " + "; ".join(product.get("degraded_reasons") or ["see the record"]) + ".")

@@ -177,18 +177,22 @@ class FanOut:
     def dispatch(self, frames: Iterable[VerifiedFrame]) -> DispatchReport:
         """Run every consuming product on every unit of ``frames`` (in time order) and write the results."""
         report = DispatchReport()
+        halted: set[str] = set()
         for unit in units_of(frames):
             report.units += 1
             for product in self.products:
-                if unit[0].kind not in product.consumes:
+                if unit[0].kind not in product.consumes or product.name in halted:
                     continue
                 done = self.keys.done_among(product.name, [f.key for f in unit])
                 todo = [f for f in unit if f.key not in done]
-                if todo:
-                    self._run(product, todo, report)
+                if todo and not self._run(product, todo, report) and isinstance(product, Stateful):
+                    # A stateful product must see its records in time order: after a failure it
+                    # waits for the next poll, which offers the failed record again first.
+                    halted.add(product.name)
         return report
 
-    def _run(self, product: Product, frames: list[VerifiedFrame], report: DispatchReport) -> None:
+    def _run(self, product: Product, frames: list[VerifiedFrame], report: DispatchReport) -> bool:
+        """Run one product on one unit and write its batch; False when it failed (counted, logged, rolled back)."""
         t0 = time.perf_counter()
         try:
             batch = product.process(frames)
@@ -206,6 +210,7 @@ class FanOut:
             ]
             if gave_up:
                 report.given_up[product.name] = report.given_up.get(product.name, 0) + len(gave_up)
+            self._roll_back(product)
             log.warning(
                 "product_failed",
                 product=product.name,
@@ -214,12 +219,27 @@ class FanOut:
                 given_up=gave_up,
                 exc_info=not isinstance(e, DataRejected),
             )
-            return
+            return False
         state = product.state() if isinstance(product, Stateful) else None
         self.keys.mark_processed(product.name, [f.key for f in frames], state=state, scope=self.scope)
         report.processed[product.name] = report.processed.get(product.name, 0) + len(frames)
         if self.observer is not None:
             self.observer.product_ran(product.name, time.perf_counter() - t0)
+        return True
+
+    def _roll_back(self, product: Product) -> None:
+        """Put a stateful product back to the state saved with its last processed unit.
+
+        A failure part-way through a unit may have moved the product's state on (a tracker, a
+        running average) without its results being written; the retry must find the state the
+        unit started from, as a restart would.
+        """
+        if not isinstance(product, Stateful):
+            return
+        try:
+            product.restore(self.keys.load_state(product.name, self.scope) or {})
+        except Exception as e:  # the next retry or a restart tries again; nothing else may stop here
+            log.warning("product_state_rollback_failed", product=product.name, error=f"{type(e).__name__}: {str(e)[:300]}")
 
     def end_streams(self) -> None:
         """Close the open streams of the products that hold one (jets still going on) and write what that makes."""

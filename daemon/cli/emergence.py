@@ -13,7 +13,7 @@ from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.core.times import tai_to_utc
 from heliowatch.pipelines.alert_rules import Rules
-from heliowatch.pipelines.fitsio import read_fits
+from heliowatch.pipelines.fitsio import parse_quality, read_fits
 from heliowatch.pipelines.frames import Source, VerifiedFrame, reload
 from heliowatch.pipelines.products.base import Batch, Catalogue
 
@@ -22,7 +22,9 @@ __all__ = ["register"]
 _SOURCE = Source("magnetogram", "hmi.M_720s", ("magnetogram",))
 
 
-def _frames(inputs: list[str]) -> list[VerifiedFrame]:
+def _frames(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]]:
+    """``(T_REC in UTC, file)`` in time order, and the names of the files skipped for a nonzero QUALITY (as the
+    daemon skips them). Only headers are kept: the frames are read one at a time when processed."""
     files: list[Path] = []
     for s in inputs:
         p = Path(s)
@@ -36,9 +38,16 @@ def _frames(inputs: list[str]) -> list[VerifiedFrame]:
     if not files:
         msg = "no FITS files given"
         raise UsageError(msg)
-    frames = []
+    frames, skipped = [], []
     for f in files:
         img = read_fits(f)
+        try:
+            quality = parse_quality(img.keyword("QUALITY", 0))
+        except ValueError:
+            quality = -1
+        if quality != 0:
+            skipped.append(f.name)
+            continue
         t_rec = img.keyword("T_REC") or img.keyword("DATE-OBS")
         if not t_rec:
             msg = f"{f}: no T_REC or DATE-OBS: cannot place the frame in time"
@@ -48,32 +57,50 @@ def _frames(inputs: list[str]) -> list[VerifiedFrame]:
         except ValueError as e:
             msg = f"{f}: T_REC {t_rec!r} is not a time"
             raise UsageError(msg) from e
-        frames.append(reload(_SOURCE, f"{f.name}", t_utc, {"magnetogram": f}))
-    return sorted(frames, key=lambda fr: fr.t_rec_utc)
+        frames.append((t_utc, f))
+        del img
+    return sorted(frames), skipped
+
+
+def _write_files(batch: Batch, out: Path | None) -> None:
+    """Write the batch's maps and event files under ``out`` (the paths its records name); without
+    ``out`` nothing is kept, and the records' file paths are cleared."""
+    if out is None:
+        for r in batch.records:
+            for k in ("map_png", "hek_json", "voevent_xml"):
+                if k in r.payload:
+                    r.payload[k] = None
+    else:
+        for art in batch.files:
+            dest = out / art.path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(art.data)
+    batch.files = []  # written or dropped: a day of maps is not held in memory
 
 
 def _cmd_emergence(a: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {
         k: v for k, v in (("method", a.method), ("threshold", a.threshold), ("window_minutes", a.window_minutes)) if v is not None
     }
-    if a.window_minutes is not None:
+    if a.stride_minutes is not None or a.window_minutes is not None:
         overrides["stride_minutes"] = a.stride_minutes or a.window_minutes
     cfg = config_of(a)
     if overrides:
         cfg = cfg.replace(emergence=overrides)
     out = Path(a.maps) if a.maps else Path(cfg.daemon.outputs)
     product = emergence_product(cfg, runtime_options(cfg), catalogue=Catalogue(), rules=Rules(), outputs=out.resolve())
-    frames = _frames(a.inputs)
+    frames, skipped = _frames(a.inputs)
+    if skipped:
+        print(f"note: {len(skipped)} frame(s) skipped for a nonzero QUALITY: {', '.join(skipped)}", file=sys.stderr)
     batch = Batch()
-    for fr in frames:
-        batch.extend(product.process([fr]))
-    batch.extend(product.end_of_stream())
-    if a.maps:
-        for art in batch.files:
-            if art.path.name.startswith("emergence-map-"):
-                dest = out / art.path.name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(art.data)
+    for t_utc, f in frames:
+        fr: VerifiedFrame = reload(_SOURCE, f.name, t_utc, {"magnetogram": f})
+        got = product.process([fr])
+        _write_files(got, out if a.maps else None)
+        batch.extend(got)
+    got = product.end_of_stream()
+    _write_files(got, out if a.maps else None)
+    batch.extend(got)
     patches = [rec for r in batch.records if r.kind == "emergence" for rec in r.payload["records"]]
     warnings = [r.payload for r in batch.records if r.kind == "emergence_warning"]
     model = {
@@ -120,5 +147,5 @@ def register(sub: Any) -> None:
     e.add_argument("--threshold", type=float, help="warning probability (default: the configuration's)")
     e.add_argument("--window-minutes", type=float, help="averaging window (default: the configuration's, the seed's 410 min)")
     e.add_argument("--stride-minutes", type=float, help="window spacing with --window-minutes (default: the window)")
-    e.add_argument("--maps", metavar="DIR", help="write the probability map of every magnetogram here")
+    e.add_argument("--maps", metavar="DIR", help="write the probability maps and the warnings' HEK/VOEvent files under DIR")
     e.set_defaults(func=_cmd_emergence)

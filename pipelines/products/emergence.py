@@ -198,6 +198,9 @@ class EmergenceProduct:
         self.averager = PatchAverager(self.averaging)
         self._recent: deque[dict[str, Any]] = deque(maxlen=self.warmup_records)
         self._streak: dict[str, int] = {}
+        self._seen: list[dict[str, Any]] = []  # catalogue positions seen, for "known at the window start"
+        self._flushed_k: int | None = None  # windows closed early by end_of_stream (not scored again)
+        self._since: str | None = None  # first frame: the verification's time base
         self._latest: dict[str, dict[str, Any]] = {}  # patch -> its newest scored window (the map)
         self._pending: list[dict[str, Any]] = []  # warnings awaiting verification
         self._verified: list[dict[str, Any]] = []  # {"t", "hit", "lead_h"} of settled warnings
@@ -240,13 +243,44 @@ class EmergenceProduct:
         snap = self.latest
         if s.rejected is not None or s.data is None:
             plan.rejected = s.rejected or "no patches"
-            snap.rejected[_reason_class(plan.rejected)] += 1
+            snap.rejected = Counter(
+                {**snap.rejected, _reason_class(plan.rejected): snap.rejected[_reason_class(plan.rejected)] + 1}
+            )
             log.warning("emergence_frame_rejected", record=s.key, reason=plan.rejected)
             return plan
-        t_s = unix_from_iso(s.t_rec_utc)
+        try:
+            t_s = unix_from_iso(s.t_rec_utc)
+        except ValueError:
+            plan.rejected = f"frame time {s.t_rec_utc!r} is not a time"
+            snap.rejected = Counter({**snap.rejected, "time": snap.rejected["time"] + 1})
+            return plan
         step = self.averager.add(t_s, s.ids, s.data, meta=s.meta)
         self._crln_obs = s.crln_obs
+        self._since = self._since or s.t_rec_utc
+        self._remember(s.t_rec_utc, s.crln_obs)
         return self._scored(plan, step, s)
+
+    def _remember(self, t_utc: str, crln_obs: float) -> None:
+        """Keep the regions and HARPs known at this frame (Carrington positions taken now), for later windows."""
+        if not math.isfinite(crln_obs):
+            return
+        for kind, entries in (
+            ("region", self.catalogue.regions(t_utc, max_hours=0.2)),
+            ("harp", self.catalogue.harps(t_utc, max_hours=1.0)),
+        ):
+            for e in entries:
+                self._seen.append(
+                    {
+                        "kind": kind,
+                        "t": e["t_rec_utc"],
+                        "lat": float(e["hgs_lat"]),
+                        "carrington_lon": (float(e["hgs_lon"]) + crln_obs) % 360.0,
+                        "noaa_ar": e.get("noaa_ar"),
+                        "harpnum": e.get("harpnum"),
+                    }
+                )
+        keep_h = (self.averaging.window_s + self.averaging.stride_s) / 3600 + 6.0
+        self._seen = [e for e in self._seen if _hours(t_utc, e["t"]) <= keep_h]
 
     def end_of_stream(self) -> Batch:
         """Close the open windows (the end of a ``--once`` run, a backfill range or a file series): score
@@ -256,6 +290,9 @@ class EmergenceProduct:
             return Batch()
         step = self.averager.flush()
         plan = EmergencePlan(t_rec_utc=t)
+        closed = [w.k for w in step.completed] + [k for _, k, _ in step.dropped]
+        if closed:
+            self._flushed_k = max(closed + ([self._flushed_k] if self._flushed_k is not None else []))
         if step.completed:
             s = EmergenceSummary(key="end", t_rec_utc=t, crln_obs=self._crln_obs)
             self._scored(plan, step, s, count_frame=False)
@@ -268,14 +305,18 @@ class EmergenceProduct:
         plan.n_patches, plan.skipped = len(s.ids), len(s.skipped)
         if step.restarted:
             snap.restarts += 1
-            self._streak.clear()
             log.warning("emergence_averaging_restarted", t_rec_utc=s.t_rec_utc, gap_h=round((step.gap_s or 0) / 3600, 2))
         if step.ignored:
             log.warning("emergence_frame_ignored", record=s.key, reason=step.ignored)
-        forecasts = self.forecaster.forecast(step.completed) if step.completed else []
+        completed = step.completed
+        if self._flushed_k is not None and count_frame:
+            # A restart replays the frames of windows an earlier end of stream already scored.
+            completed = [w for w in completed if w.k > self._flushed_k]
+        forecasts = self.forecaster.forecast(completed) if completed else []
         plan.forecasts = forecasts
-        trends = _trends(step.completed)
-        for f, trend in zip(forecasts, trends, strict=True):
+        trends = _trends(completed)
+        # The most probable patch of a region is the one warned about (its neighbours then stand down).
+        for f, trend in sorted(zip(forecasts, trends, strict=True), key=lambda x: -self._p(x[0])):
             p = self._p(f)
             self._latest[f.patch_id] = {
                 "lat": f.lat,
@@ -326,12 +367,15 @@ class EmergenceProduct:
         if p < self.threshold:
             self._streak.pop(f.patch_id, None)
             return []
-        self._streak[f.patch_id] = n = self._streak.get(f.patch_id, 0) + 1
+        # Windows in a row: a window with no contiguous predecessor (a gap, a dropped window, back
+        # from the far side) starts the count again.
+        self._streak[f.patch_id] = n = 1 if f.restarted else self._streak.get(f.patch_id, 0) + 1
         near = self._known_near(f.lat, f.carrington_lon, t_utc, crln_obs)
         before = [
             e
-            for e in self._known_near(f.lat, f.carrington_lon, f.t_start_utc, crln_obs)
+            for e in self._seen
             if _hours(e["t"], f.t_start_utc) <= self.averaging.cadence_s / 3600
+            and _great_circle(f.lat, f.carrington_lon, e["lat"], e["carrington_lon"]) <= self.known_region_deg
         ]
         # Known: numbered by NOAA (SRS, or a HARP's NOAA_AR), or seen when the window began.
         # A region first detected during the window is the emergence being warned about.
@@ -339,7 +383,8 @@ class EmergenceProduct:
         if known or n < self.min_windows:
             return []
         if any(
-            _great_circle(f.lat, f.carrington_lon, w["lat"], w["carrington_lon"]) <= max(self.known_region_deg, 5.0)
+            _great_circle(f.lat, f.carrington_lon, w["lat"], w["carrington_lon"])
+            <= max(self.known_region_deg, 1.5 * self.grid.spacing_deg)
             and _hours(f.t_mid_utc, w["t_mid_utc"]) < 24
             for w in self._pending
         ):
@@ -348,7 +393,7 @@ class EmergenceProduct:
         # precursor (the seed's 8-24 h range); the classifiers themselves only say "within 24 h".
         lead = "emerging now (< 8 h)" if math.isfinite(trend) and trend >= 0.1 else "within 24 h (8-24 h)"
         warning = {
-            "id": f"{f.patch_id}|{f.t_mid_utc}",
+            "id": f"{f.patch_id}-{f.t_mid_utc[:19].replace('-', '').replace(':', '')}Z",
             "patch_id": f.patch_id,
             "t_mid_utc": f.t_mid_utc,
             "time_utc": f.t_mid_utc,
@@ -417,9 +462,9 @@ class EmergenceProduct:
         misses = [v for v in self._verified if not v["hit"]]
         settled = len(hits) + len(misses)
         days = 30.0
-        if self._verified:
-            span = _hours(max(v["t"] for v in self._verified), min(v["t"] for v in self._verified)) / 24
-            days = min(30.0, max(1.0, span))
+        if self._verified and self._since:
+            span = _hours(max(v["t"] for v in self._verified), self._since) / 24
+            days = min(30.0, max(span, 1.0 / 24))
         return {
             "settled": settled,
             "pending": len(self._pending),
@@ -433,6 +478,9 @@ class EmergenceProduct:
         return {
             "recent": list(self._recent),
             "streak": dict(self._streak),
+            "seen": list(self._seen),
+            "flushed_k": self._flushed_k,
+            "since": self._since,
             "pending": list(self._pending),
             "verified": list(self._verified),
             "latest": dict(self._latest),
@@ -444,17 +492,21 @@ class EmergenceProduct:
         replayed = 0
         for r in state.get("recent", []):
             src = Source("magnetogram", r["series"], tuple(r["segments"]))
+            # A frame that cannot be read back costs its windows a frame, never the start-up.
             try:
                 fr = reload(src, r["record"], r["t_rec_utc"], {k: Path(v) for k, v in r["paths"].items()})
-            except (DataRejected, OSError) as e:
-                log.warning("emergence_replay_unreadable", record=r["record"], error=str(e)[:200])
+                s = self.analyse(fr).summary
+                if s.data is not None:
+                    self.averager.add(unix_from_iso(s.t_rec_utc), s.ids, s.data, meta=s.meta)  # windows already scored
+                    replayed += 1
+            except Exception as e:
+                log.warning("emergence_replay_unreadable", record=r.get("record"), error=f"{type(e).__name__}: {str(e)[:200]}")
                 continue
-            s = self.analyse(fr).summary
-            if s.data is not None:
-                self.averager.add(unix_from_iso(s.t_rec_utc), s.ids, s.data, meta=s.meta)  # windows already scored
-                replayed += 1
             self._recent.append(r)
         self._streak = {str(k): int(v) for k, v in state.get("streak", {}).items()}
+        self._seen = list(state.get("seen", []))
+        self._flushed_k = state.get("flushed_k")
+        self._since = state.get("since")
         self._pending = list(state.get("pending", []))
         self._verified = list(state.get("verified", []))
         self._latest = dict(state.get("latest", {}))
@@ -598,6 +650,8 @@ def _reason_class(reason: str) -> str:
 def _great_circle(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2, dl = math.radians(lat1), math.radians(lat2), math.radians(lon2 - lon1)
     c = math.sin(p1) * math.sin(p2) + math.cos(p1) * math.cos(p2) * math.cos(dl)
+    if not math.isfinite(c):
+        return math.inf  # an unknown position is near nothing
     return math.degrees(math.acos(max(-1.0, min(1.0, c))))
 
 

