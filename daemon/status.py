@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from heliowatch.daemon.wiring import App
@@ -54,6 +55,13 @@ class StatusView:
         self.app = app
         self.healthy = healthy
         self.once = once
+        # The products name a frame's picture before it is written; the page shows the newest that exists.
+        self._shown: dict[str, str | None] = {"quicklook": None, "emergence": None}
+
+    def _existing(self, which: str, path: str | None) -> str | None:
+        if path and Path(path).exists():
+            self._shown[which] = path
+        return self._shown[which]
 
     def snapshot(self) -> dict[str, Any]:
         """The status as a JSON-able dict."""
@@ -66,11 +74,12 @@ class StatusView:
             if isinstance(p, FlaresProduct):
                 fd = p.snapshot.latest
             elif isinstance(p, RegionsProduct):
-                quicklook = p.latest.quicklook
+                quicklook = self._existing("quicklook", p.latest.quicklook)
             elif isinstance(p, JetsProduct):
                 jets = _jets_panel(p, app.clock.now())
             elif isinstance(p, EmergenceProduct):
                 emergence = _emergence_panel(p)
+                emergence["map_png"] = self._existing("emergence", emergence["map_png"])
         counts = app.state.frame_counts()
         rejects: dict[str, int] = {}
         for r in app.state.reject_summary():

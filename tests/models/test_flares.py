@@ -49,7 +49,7 @@ def forecaster() -> FlareForecaster:
 
 
 @pytest.fixture(scope="module")
-def history() -> EventHistory:
+def history(shared_data: Path) -> EventHistory:  # skips, with its reason, without ../shared/data
     return EventHistory(load_events([SWPC]))
 
 

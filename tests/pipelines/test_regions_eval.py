@@ -65,7 +65,7 @@ def test_vector_patch_projected_to_its_own_position_reproduces_the_hmi_los_magne
 
 
 @pytest.fixture(scope="module")
-def semireal(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def semireal(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, dict]:
     patches = [load_patch(p) for p in sorted((DATA / "sharp-cutouts").glob("*/*.Br.fits"))]
     for p, cls in zip(patches, ["beta-gamma-delta", "alpha", "beta-gamma-delta"], strict=True):
         p.mtwilson = cls
