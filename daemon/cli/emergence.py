@@ -15,6 +15,7 @@ from heliowatch.models.core.times import tai_to_utc
 from heliowatch.pipelines.alert_rules import Rules
 from heliowatch.pipelines.fitsio import parse_quality, read_fits
 from heliowatch.pipelines.frames import Source, VerifiedFrame, reload
+from heliowatch.pipelines.jet_sequences import sequence_files
 from heliowatch.pipelines.products.base import Batch, Catalogue
 
 __all__ = ["register"]
@@ -25,19 +26,7 @@ _SOURCE = Source("magnetogram", "hmi.M_720s", ("magnetogram",))
 def _frames(inputs: list[str]) -> tuple[list[tuple[str, Path]], list[str]]:
     """``(T_REC in UTC, file)`` in time order, and the names of the files skipped for a nonzero QUALITY (as the
     daemon skips them). Only headers are kept: the frames are read one at a time when processed."""
-    files: list[Path] = []
-    for s in inputs:
-        p = Path(s)
-        if p.is_dir():
-            files += sorted(p.glob("*.fits"))
-        elif p.is_file():
-            files.append(p)
-        else:
-            msg = f"{p}: no such file or directory"
-            raise UsageError(msg)
-    if not files:
-        msg = "no FITS files given"
-        raise UsageError(msg)
+    files = sequence_files(inputs)
     frames, skipped = [], []
     for f in files:
         img = read_fits(f)

@@ -20,6 +20,7 @@ __all__ = [
     "Clock",
     "FixedClock",
     "SystemClock",
+    "hours_between",
     "iso_from_unix",
     "iso_utc",
     "parse_iso",
@@ -86,6 +87,11 @@ def parse_iso(text: str) -> dt.datetime:
     """An ISO 8601 UTC string (``Z`` or an offset; naive means UTC) -> aware datetime."""
     d = dt.datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
     return d if d.tzinfo else d.replace(tzinfo=dt.UTC)
+
+
+def hours_between(a: str, b: str) -> float:
+    """``a - b`` in hours, for two ISO 8601 UTC strings."""
+    return (parse_iso(a) - parse_iso(b)).total_seconds() / 3600
 
 
 def unix_from_iso(text: str) -> float:

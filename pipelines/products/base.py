@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from heliowatch.models.core.times import parse_iso
+from heliowatch.models.core.times import hours_between
 from heliowatch.pipelines.alerts import Alert
 from heliowatch.pipelines.frames import VerifiedFrame
 
@@ -165,10 +165,6 @@ def run_split(product: SplitProduct, frames: Sequence[VerifiedFrame]) -> Batch:
     return product.finish(analyses, product.advance(frames, [a.summary for a in analyses]))
 
 
-def _hours(a: str, b: str) -> float:
-    return (parse_iso(a) - parse_iso(b)).total_seconds() / 3600
-
-
 class Catalogue:
     """What the products currently know of the disk: detected regions and SHARP patches (HARPs).
 
@@ -193,7 +189,7 @@ class Catalogue:
         if not entries:
             return entries
         newest = max(e["t_rec_utc"] for e in entries)
-        return [e for e in entries if _hours(newest, e["t_rec_utc"]) <= keep_hours]
+        return [e for e in entries if hours_between(newest, e["t_rec_utc"]) <= keep_hours]
 
     def publish_regions(self, t_rec_utc: str, regions: list[dict[str, Any]]) -> None:
         """Replace the detections of the frame at ``t_rec_utc``."""
@@ -211,7 +207,7 @@ class Catalogue:
     def regions(self, t_utc: str, *, max_hours: float = 3.0) -> list[dict[str, Any]]:
         """Detections within ``max_hours`` of ``t_utc`` (either side)."""
         with self._lock:
-            return [dict(r) for r in self._regions if abs(_hours(t_utc, r["t_rec_utc"])) <= max_hours]
+            return [dict(r) for r in self._regions if abs(hours_between(t_utc, r["t_rec_utc"])) <= max_hours]
 
     def harps(self, t_utc: str, *, max_hours: float = 6.0) -> list[dict[str, Any]]:
         """SHARP records within ``max_hours`` of ``t_utc`` that have a finite position."""
@@ -219,7 +215,7 @@ class Catalogue:
             return [
                 dict(h)
                 for h in self._harps
-                if abs(_hours(t_utc, h["t_rec_utc"])) <= max_hours
+                if abs(hours_between(t_utc, h["t_rec_utc"])) <= max_hours
                 and h.get("hgs_lat") is not None
                 and h.get("hgs_lon") is not None
                 and math.isfinite(h["hgs_lat"])

@@ -36,7 +36,7 @@ import structlog
 
 from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
-from heliowatch.models.core.times import iso_utc, parse_iso, unix_from_iso
+from heliowatch.models.core.times import hours_between, iso_utc, parse_iso, unix_from_iso
 from heliowatch.models.core.vocabulary import ProductKind, RecordKind
 from heliowatch.models.emergence.averaging import AveragerStep, AveragingConfig, PatchAverager
 from heliowatch.models.emergence.forecast import EmergenceForecaster, PatchForecast
@@ -280,7 +280,7 @@ class EmergenceProduct:
                     }
                 )
         keep_h = (self.averaging.window_s + self.averaging.stride_s) / 3600 + 6.0
-        self._seen = [e for e in self._seen if _hours(t_utc, e["t"]) <= keep_h]
+        self._seen = [e for e in self._seen if hours_between(t_utc, e["t"]) <= keep_h]
 
     def end_of_stream(self) -> Batch:
         """Close the open windows (the end of a ``--once`` run, a backfill range or a file series): score
@@ -330,7 +330,7 @@ class EmergenceProduct:
         plan.map_patches = [
             MapPatch(v["lat"], v["carrington_lon"], v["p"], bool(v["alert"]))
             for v in self._latest.values()
-            if _hours(s.t_rec_utc, v["t_mid_utc"]) <= 2 * self.averaging.stride_s / 3600 + self.averaging.window_s / 3600
+            if hours_between(s.t_rec_utc, v["t_mid_utc"]) <= 2 * self.averaging.stride_s / 3600 + self.averaging.window_s / 3600
         ]
         if count_frame:
             snap.frame_time_utc = s.t_rec_utc
@@ -374,7 +374,7 @@ class EmergenceProduct:
         before = [
             e
             for e in self._seen
-            if _hours(e["t"], f.t_start_utc) <= self.averaging.cadence_s / 3600
+            if hours_between(e["t"], f.t_start_utc) <= self.averaging.cadence_s / 3600
             and _great_circle(f.lat, f.carrington_lon, e["lat"], e["carrington_lon"]) <= self.known_region_deg
         ]
         # Known: numbered by NOAA (SRS, or a HARP's NOAA_AR), or seen when the window began.
@@ -385,7 +385,7 @@ class EmergenceProduct:
         if any(
             _great_circle(f.lat, f.carrington_lon, w["lat"], w["carrington_lon"])
             <= max(self.known_region_deg, 1.5 * self.grid.spacing_deg)
-            and _hours(f.t_mid_utc, w["t_mid_utc"]) < 24
+            and hours_between(f.t_mid_utc, w["t_mid_utc"]) < 24
             for w in self._pending
         ):
             return []  # this piece of Sun (or the overlapping patch beside it) is already warned about
@@ -441,7 +441,7 @@ class EmergenceProduct:
         """Settle pending warnings: a new region or HARP near one is a hit, ``verify_hours`` without one a miss."""
         still = []
         for w in self._pending:
-            age_h = _hours(t_utc, w["issued_utc"])
+            age_h = hours_between(t_utc, w["issued_utc"])
             near = self._known_near(w["lat"], w["carrington_lon"], t_utc, crln_obs) if math.isfinite(crln_obs) else []
             # A hit: NOAA numbers a region there, or a HARP appears, that was not there at the warning.
             new = [e for e in near if (e["noaa_ar"] or e["harpnum"]) and _ident(e) not in set(w.get("seen", []))]
@@ -454,7 +454,7 @@ class EmergenceProduct:
             else:
                 still.append(w)
         self._pending = still
-        self._verified = [v for v in self._verified if _hours(t_utc, v["t"]) <= 30 * 24]
+        self._verified = [v for v in self._verified if hours_between(t_utc, v["t"]) <= 30 * 24]
 
     def verification(self) -> dict[str, Any]:
         """Rolling live verification over the last 30 days: hit rate, false alarms per day, median lead time."""
@@ -463,7 +463,7 @@ class EmergenceProduct:
         settled = len(hits) + len(misses)
         days = 30.0
         if self._verified and self._since:
-            span = _hours(max(v["t"] for v in self._verified), self._since) / 24
+            span = hours_between(max(v["t"] for v in self._verified), self._since) / 24
             days = min(30.0, max(span, 1.0 / 24))
         return {
             "settled": settled,
@@ -653,10 +653,6 @@ def _great_circle(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     if not math.isfinite(c):
         return math.inf  # an unknown position is near nothing
     return math.degrees(math.acos(max(-1.0, min(1.0, c))))
-
-
-def _hours(a: str, b: str) -> float:
-    return (parse_iso(a) - parse_iso(b)).total_seconds() / 3600
 
 
 def _map_rel(t_rec_utc: str) -> Path:

