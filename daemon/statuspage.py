@@ -150,6 +150,13 @@ def _emergence_html(e: dict[str, Any] | None) -> str:
     )
 
 
+#: The pictures the page serves: path -> (what it is, where the status names the file).
+_IMAGES: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
+    "/quicklook.png": ("quicklook", lambda s: s.get("quicklook")),
+    "/emergence.png": ("emergence map", lambda s: (s.get("emergence") or {}).get("map_png")),
+}
+
+
 class StatusServer:
     """``/metrics`` + the status page, in a background thread.
 
@@ -195,18 +202,13 @@ class StatusServer:
                     self._send(200, render_page(status()).encode(), "text/html; charset=utf-8")
                 elif path == "/status.json":
                     self._send(200, json.dumps(status(), default=str, indent=1).encode(), "application/json")
-                elif path == "/quicklook.png":
-                    q = status().get("quicklook")
+                elif path in _IMAGES:
+                    what, pick = _IMAGES[path]
+                    q = pick(status())
                     if q and Path(q).exists():
                         self._send(200, Path(q).read_bytes(), "image/png")
                     else:
-                        self._send(404, b"no quicklook yet\n", "text/plain")
-                elif path == "/emergence.png":
-                    q = (status().get("emergence") or {}).get("map_png")
-                    if q and Path(q).exists():
-                        self._send(200, Path(q).read_bytes(), "image/png")
-                    else:
-                        self._send(404, b"no emergence map yet\n", "text/plain")
+                        self._send(404, f"no {what} yet\n".encode(), "text/plain")
                 else:
                     self._send(404, b"not found\n", "text/plain")
 
