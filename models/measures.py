@@ -320,6 +320,32 @@ def _gap_fraction(f: np.ndarray, a: np.ndarray, b: np.ndarray, weak_g: float) ->
 
 
 @dataclass
+class _Umbra:
+    pixels: np.ndarray  # (n, 2) row/column, subsampled to at most ~400 for the distance search
+    centre: tuple[float, float]
+    radius: float  # pixels: the farthest pixel from the centre
+
+
+def _umbrae(f: np.ndarray, umbra_g: float, min_px: int, limit: int) -> list[_Umbra]:
+    """The ``limit`` largest connected regions of ``f > umbra_g`` with at least ``min_px`` pixels."""
+    lab, n = ndimage.label(f > umbra_g)
+    if n == 0:
+        return []
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    keep = sorted(int(i) for i in np.argsort(sizes)[::-1][:limit] if sizes[i] >= min_px)
+    slices = ndimage.find_objects(lab)
+    out = []
+    for i in keep:
+        sl = slices[i]
+        yy, xx = np.nonzero(lab[sl] == i + 1)
+        pts = np.stack([yy + sl[0].start, xx + sl[1].start], 1)
+        c = pts.mean(0)
+        r = float(np.sqrt(((pts - c) ** 2).sum(1).max()))
+        out.append(_Umbra(pixels=pts[:: max(1, len(pts) // 400)], centre=(float(c[0]), float(c[1])), radius=r))
+    return out
+
+
+@dataclass
 class DeltaResult:
     """Outcome of :func:`delta_spots`."""
 
@@ -337,6 +363,7 @@ def delta_spots(
     max_separation_deg: float = 2.0,
     penumbra_g: float | None = None,
     max_gap_fraction: float = 0.3,
+    max_umbrae: int = 50,
 ) -> DeltaResult:
     """Delta configuration: opposite-polarity umbrae closer than ``max_separation_deg``.
 
@@ -350,33 +377,40 @@ def delta_spots(
     straight path between the two umbrae, at most ``max_gap_fraction`` of the points may have
     ``|B| < penumbra_g`` (a polarity inversion line is crossed, a quiet gap between separate
     spots is not).
+
+    Only the ``max_umbrae`` largest umbrae of each polarity are paired: a real region has
+    tens, and a map scaled wrongly (a fuzzed ``BSCALE``) would otherwise have thousands,
+    making the search quadratic in them. The cost is one labelling pass plus the pairs
+    nearer than the best separation found.
     """
     f = np.nan_to_num(field.astype(np.float64))
     scale = np.broadcast_to(np.asarray(deg_per_px, dtype=np.float64), f.shape)
-    umbrae = []
-    for sign in (1, -1):
-        lab, n = ndimage.label(sign * f > umbra_g)
-        for i in range(1, n + 1):
-            yy, xx = np.nonzero(lab == i)
-            if len(yy) >= min_umbra_px:
-                umbrae.append((sign, yy, xx))
+    min_scale = float(np.min(scale)) if scale.size else 0.0
+    pos = _umbrae(f, umbra_g, min_umbra_px, max_umbrae)
+    neg = _umbrae(-f, umbra_g, min_umbra_px, max_umbrae)
+    # Visit pairs nearest first by a lower bound on their separation (centre distance minus both
+    # radii) and stop once it exceeds the best separation found: each pair's exact distance costs
+    # a pixel-by-pixel comparison, and a hostile or mis-scaled map has thousands of "umbrae".
+    candidates = []
+    for ia, a in enumerate(pos):
+        for ib, b in enumerate(neg):
+            gap_px = max(0.0, math.dist(a.centre, b.centre) - a.radius - b.radius)
+            candidates.append((gap_px * min_scale, (ia, ib), a, b))
+    candidates.sort(key=lambda c: c[0])
     best = math.inf
-    pairs = []
-    pos = [u for u in umbrae if u[0] > 0]
-    neg = [u for u in umbrae if u[0] < 0]
-    for _, py, px in pos:
-        for _, ny_, nx_ in neg:
-            # Boundary pixels suffice for the minimum distance; subsample big umbrae.
-            a = np.stack([py, px], 1)[:: max(1, len(py) // 400)]
-            b = np.stack([ny_, nx_], 1)[:: max(1, len(ny_) // 400)]
-            d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
-            k = np.unravel_index(np.argmin(d2), d2.shape)
-            pa, pb = a[k[0]], b[k[1]]
-            s = 0.5 * (scale[pa[0], pa[1]] + scale[pb[0], pb[1]])
-            sep = math.sqrt(float(d2[k])) * float(s)
-            if penumbra_g is not None and _gap_fraction(f, pa, pb, penumbra_g) > max_gap_fraction:
-                continue  # separate spots: not counted, not even for the nearest separation
-            if sep < max_separation_deg:
-                pairs.append(((float(pa[0]), float(pa[1])), (float(pb[0]), float(pb[1]))))
-            best = min(best, sep)
+    found = []
+    for bound, order, a, b in candidates:
+        if bound >= max(best, max_separation_deg):
+            break
+        d2 = ((a.pixels[:, None, :] - b.pixels[None, :, :]) ** 2).sum(-1)
+        k = np.unravel_index(np.argmin(d2), d2.shape)
+        pa, pb = a.pixels[k[0]], b.pixels[k[1]]
+        s = 0.5 * (scale[pa[0], pa[1]] + scale[pb[0], pb[1]])
+        sep = math.sqrt(float(d2[k])) * float(s)
+        if penumbra_g is not None and _gap_fraction(f, pa, pb, penumbra_g) > max_gap_fraction:
+            continue  # separate spots: not counted, not even for the nearest separation
+        if sep < max_separation_deg:
+            found.append((order, ((float(pa[0]), float(pa[1])), (float(pb[0]), float(pb[1])))))
+        best = min(best, sep)
+    pairs = [pair for _, pair in sorted(found)]  # label order, as callers drawing them expect
     return DeltaResult(is_delta=bool(pairs), min_separation_deg=best, pairs=pairs)

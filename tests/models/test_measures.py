@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +142,30 @@ def test_bin_mean_drops_the_ragged_edge_and_leaves_off_limb_blocks_nan() -> None
     c = measures.bin_mean(a, 3, ignore_nan=True)  # no RuntimeWarning: pytest runs with -W error
     assert np.isnan(c[0, 0])
     assert c[1, 1] == np.nanmean(a[3:6, 3:6])
+
+
+def test_delta_search_survives_a_map_scaled_by_1e9() -> None:
+    """A mis-scaled (or fuzzed-BSCALE) map makes every noise pixel an 'umbra': the search stays bounded."""
+    code = (
+        "import numpy as np\n"
+        "from heliowatch.models import measures\n"
+        "f = np.random.default_rng(0).normal(0, 20, (1024, 1024)) * 1e9\n"
+        "r = measures.delta_spots(f, 0.03, penumbra_g=500)\n"
+        "print(r.is_delta, len(r.pairs) > 0)\n"
+    )
+    # A hang guard, not a speed figure: before the bounded search this ran for many minutes.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["True", "True"]
+
+
+def test_delta_pairs_only_from_the_largest_umbrae() -> None:
+    """Two real opposite umbrae 1 deg apart are found among many tiny specks."""
+    f = np.zeros((300, 300))
+    f[100:120, 100:120] = 2500.0
+    f[100:120, 145:165] = -2500.0  # 25 px * 0.04 deg = 1.0 deg apart
+    rng = np.random.default_rng(1)
+    for y, x in rng.integers(200, 298, size=(300, 2)):
+        f[y : y + 2, x : x + 2] = 1500.0  # one polarity: no speck pairs with another
+    d = measures.delta_spots(f, 0.04, max_umbrae=5)
+    assert d.is_delta
+    assert d.min_separation_deg == pytest.approx(26 * 0.04, abs=0.05)
