@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from heliowatch.models.core.errors import HeliowatchError
 
-__all__ = ["DataRejected", "SourceUnavailable"]
+__all__ = ["DataRejected", "DeliveryError", "SourceUnavailable"]
 
 
 class SourceUnavailable(HeliowatchError):
@@ -29,4 +29,21 @@ class DataRejected(HeliowatchError):
 
     def __init__(self, msg: str, reason: str = "invalid") -> None:
         self.reason = reason
+        super().__init__(msg)
+
+
+class DeliveryError(SourceUnavailable):
+    """An alert could not be delivered on one channel (mail, webhook).
+
+    Parameters
+    ----------
+    msg : str
+        Human-readable reason; it reaches the log and the outbox, so it never holds a secret.
+    permanent : bool
+        The receiver refused the message for good (an HTTP 4xx other than 408/429): retrying
+        cannot help, so the outbox stops trying. Otherwise it stays pending and is retried.
+    """
+
+    def __init__(self, msg: str, *, permanent: bool = False) -> None:
+        self.permanent = permanent
         super().__init__(msg)

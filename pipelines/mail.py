@@ -1,8 +1,9 @@
 """How alert mail travels (the one module of heliowatch that speaks SMTP): SMTP or a local maildir.
 
 Messages carry plain text and HTML alternatives, attachments (quicklook, occlusion map, jet
-strip), ``Message-ID``, ``Date``, ``List-Id``, and ``In-Reply-To``/``References`` pointing at
-the first alert about the same region so mail clients thread follow-ups. SMTP supports
+strip), ``Message-ID``, ``Date``, ``List-Id``, ``Auto-Submitted: auto-generated`` (RFC 3834: so
+vacation responders and list servers do not answer a machine), and ``In-Reply-To``/``References``
+pointing at the first alert about the same region so mail clients thread follow-ups. SMTP supports
 STARTTLS and authentication (the password from the environment or a credentials file).
 Maildir delivery is exactly-once (the file is named by Message-ID); SMTP is at-least-once
 across a crash between the server's acceptance and our commit, and the stable Message-ID
@@ -21,13 +22,10 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
-from heliowatch.pipelines.errors import SourceUnavailable
+# Every channel raises the same error; it is re-exported here, where it was first defined.
+from heliowatch.pipelines.errors import DeliveryError
 
 __all__ = ["DeliveryError", "MaildirTransport", "Message", "SmtpTransport", "Transport"]
-
-
-class DeliveryError(SourceUnavailable):
-    """A message could not be delivered now (it stays in the outbox and is retried)."""
 
 
 @dataclass
@@ -54,6 +52,7 @@ class Message:
         msg["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = self.message_id
         msg["List-Id"] = self.list_id
+        msg["Auto-Submitted"] = "auto-generated"
         msg["X-Heliowatch-Kind"] = self.kind
         if self.in_reply_to:
             msg["In-Reply-To"] = self.in_reply_to

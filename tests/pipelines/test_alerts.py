@@ -7,6 +7,7 @@ import datetime as dt
 import email
 import email.policy
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -93,6 +94,7 @@ def test_delivery_headers_alternatives_attachments_and_threads(tmp_path: Path, s
     (m,) = inbox.messages
     assert m["Subject"] == "[heliowatch] NOAA 11158: P(>=M) = 0.89"
     assert m["List-Id"] == "heliowatch alerts <alerts.obs.example>"
+    assert m["Auto-Submitted"] == "auto-generated"  # RFC 3834: vacation responders stay quiet
     assert m["Message-ID"].startswith("<") and m["Date"] and m["From"] == "heliowatch@obs.example"
     assert inbox.envelopes[0] == ("heliowatch@obs.example", ["solar@lists.example"])
     assert m.get_body(("plain",)).get_content().startswith("details")
@@ -139,7 +141,7 @@ def test_smtp_outage_grows_the_outbox_then_recovers_exactly_once(tmp_path: Path)
     ac.raise_alerts([Alert("jet", "[heliowatch] jet", "x"), Alert("data_stale", "[heliowatch] stale", "y", key="hmi")], now=T0)
     assert ac.deliver(now=T0) == (0, 2)  # no server listening
     assert ac.pending() == 2
-    assert m.registry.get_sample_value("heliowatch_alert_delivery_failures_total", {"kind": "jet"}) == 1
+    assert m.registry.get_sample_value("heliowatch_alert_delivery_failures_total", {"kind": "jet", "channel": "mail"}) == 1
     assert m.registry.get_sample_value("heliowatch_alert_outbox_depth") == 2
     assert ac.deliver(now=T0 + dt.timedelta(seconds=5)) == (0, 0)  # backing off: not retried yet
     inbox = Inbox()
@@ -151,7 +153,8 @@ def test_smtp_outage_grows_the_outbox_then_recovers_exactly_once(tmp_path: Path)
     finally:
         ctl.stop()
     assert sorted(x["Subject"] for x in inbox.messages) == ["[heliowatch] jet", "[heliowatch] stale"]
-    assert ac.pending() == 0 and m.registry.get_sample_value("heliowatch_alerts_sent_total", {"kind": "jet"}) == 1
+    assert ac.pending() == 0
+    assert m.registry.get_sample_value("heliowatch_alerts_sent_total", {"kind": "jet", "channel": "mail"}) == 1
 
 
 def test_restart_with_a_pending_outbox(tmp_path: Path, smtp) -> None:
@@ -253,6 +256,21 @@ def test_maildir_delivery_is_exactly_once(tmp_path: Path) -> None:
     assert msg["Subject"] == "[heliowatch] jet"
 
 
+def test_an_outbox_from_before_per_channel_deliveries_still_goes_out(tmp_path: Path, smtp) -> None:
+    inbox, ctl = smtp
+    db = tmp_path / "state.sqlite"
+    old = center(tmp_path, ctl.port)
+    old.raise_alerts([Alert("jet", "[heliowatch] waiting", "x"), Alert("emergence", "[heliowatch] already sent", "y")], now=T0)
+    with sqlite3.connect(db) as c:  # what an older heliowatch left: the alerts alone, one sent, one pending
+        c.execute("DROP TABLE alert_deliveries")
+        c.execute("UPDATE alert_outbox SET status = 'sent' WHERE kind = 'emergence'")
+    revived = center(tmp_path, ctl.port)
+    assert revived.pending() == 1
+    assert revived.deliver(now=T0) == (1, 0)
+    assert [x["Subject"] for x in inbox.messages] == ["[heliowatch] waiting"]
+    assert revived.outbox.counts() == {"sent": 2}
+
+
 def test_bad_alert_settings_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^alerts\.smtp\.password:"):
         load_config(None, environ={"HELIOWATCH_ALERTS__TRANSPORT": "smtp", "HELIOWATCH_ALERTS__SMTP__USERNAME": "u"})
@@ -269,6 +287,7 @@ def test_bad_alert_settings_name_the_key(tmp_path: Path) -> None:
 
 def test_cli_alerts_test_through_smtp(tmp_path: Path, smtp) -> None:
     inbox, ctl = smtp
+    (tmp_path / "state").mkdir()  # `alerts test` refuses a state directory the daemon never made
     env = {
         "HELIOWATCH_ALERTS__TRANSPORT": "smtp",
         "HELIOWATCH_ALERTS__SMTP__PORT": str(ctl.port),
