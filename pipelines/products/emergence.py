@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import structlog
 
-from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.core.times import hours_between, iso_utc, parse_iso, unix_from_iso
 from heliowatch.models.core.vocabulary import ProductKind, RecordKind
@@ -45,7 +44,7 @@ from heliowatch.models.emergence.patches import DiskWCS, PatchGrid, extract_patc
 from heliowatch.pipelines.alert_rules import Rules
 from heliowatch.pipelines.emergence_media import MapPatch, emergence_map_png
 from heliowatch.pipelines.errors import DataRejected
-from heliowatch.pipelines.exports import hek_event, voevent_xml
+from heliowatch.pipelines.exports import ExportSettings, event_files
 from heliowatch.pipelines.fitsio import FitsFrame
 from heliowatch.pipelines.frames import Source, VerifiedFrame, reload
 from heliowatch.pipelines.products.base import Artifact, Batch, Catalogue, ProductRecord, run_split
@@ -54,7 +53,6 @@ __all__ = ["EmergenceAnalysis", "EmergencePlan", "EmergenceProduct", "EmergenceS
 
 log = structlog.get_logger(__name__)
 
-_VERSION = "heliowatch-emergence 1.0"
 METHODS = ("emergence-fcn", "mtot-lda")
 
 
@@ -147,6 +145,8 @@ class EmergenceProduct:
         What the products say made them (the FCN's runtime info, MTOT's provenance).
     synthetic_model : bool
         The classifiers were trained on synthetic (and semi-real) data: every output says so.
+    exports : ExportSettings or None
+        Who the HEK ``EF`` events and VOEvents of warnings say made them.
     """
 
     name = ProductKind.EMERGENCE.value
@@ -168,6 +168,7 @@ class EmergenceProduct:
         verify_hours: float = 48.0,
         model_info: dict[str, Any] | None = None,
         synthetic_model: bool = True,
+        exports: ExportSettings | None = None,
     ) -> None:
         if method not in METHODS:
             msg = f"emergence: method must be one of {', '.join(METHODS)} (got {method!r})"
@@ -189,6 +190,7 @@ class EmergenceProduct:
         self.verify_hours = float(verify_hours)
         self.model_info = dict(model_info or {})
         self.synthetic_model = bool(synthetic_model)
+        self.exports = exports or ExportSettings()
         # The frames of the open windows and of the previous window (MTOT's trend needs it).
         span = self.averaging.window_s + self.averaging.stride_s
         self.warmup_records = math.ceil(span / self.averaging.cadence_s) + 2
@@ -551,16 +553,10 @@ class EmergenceProduct:
             }
             batch.records.append(ProductRecord(RecordKind.EMERGENCE.value, f"{f.t_mid_utc}|{f.patch_id}", f.t_mid_utc, payload))
         for w in plan.warnings:
-            day = Path("events") / w["t_mid_utc"][:10]
-            stem = f"emergence-{w['patch_id']}-{w['t_mid_utc'][:19].replace(':', '')}"
             payload = {**w, "map_png": map_path}
-            hek = hek_event("emergence", payload, version=_VERSION)
-            batch.files.append(Artifact(day / f"{stem}.hek.json", jsonio.dumps(hek, indent=2).encode()))
-            batch.files.append(
-                Artifact(day / f"{stem}.voevent.xml", voevent_xml("emergence", payload, version=_VERSION).encode())
-            )
-            payload["hek_json"] = str(self.outputs / day / f"{stem}.hek.json")
-            payload["voevent_xml"] = str(self.outputs / day / f"{stem}.voevent.xml")
+            for rel, data in event_files(RecordKind.EMERGENCE_WARNING.value, payload, self.exports):
+                batch.files.append(Artifact(rel, data))
+                payload["hek_json" if rel.name.endswith(".hek.json") else "voevent_xml"] = str(self.outputs / rel)
             batch.records.append(
                 ProductRecord(
                     RecordKind.EMERGENCE_WARNING.value, w["id"], w["t_mid_utc"], payload, region=f"patch {w['patch_id']}"

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import structlog
 
-from heliowatch.models.core import jsonio
 from heliowatch.models.core.times import iso_from_unix, parse_iso
 from heliowatch.models.core.vocabulary import ProductKind, RecordKind
 from heliowatch.models.jets.events import JetEvent
@@ -44,7 +43,7 @@ from heliowatch.pipelines.aia_calibration import Calibrated, CalibrationTables, 
 from heliowatch.pipelines.alert_rules import Rules
 from heliowatch.pipelines.alerts import Alert
 from heliowatch.pipelines.errors import DataRejected
-from heliowatch.pipelines.exports import hek_event, voevent_xml
+from heliowatch.pipelines.exports import ExportSettings, event_files
 from heliowatch.pipelines.frames import Source, VerifiedFrame, reload
 from heliowatch.pipelines.jet_media import gif_bytes, overview_png, strip_png
 from heliowatch.pipelines.products.base import Artifact, Batch, ProductRecord, run_split
@@ -52,8 +51,6 @@ from heliowatch.pipelines.products.base import Artifact, Batch, ProductRecord, r
 __all__ = ["JetAnalysis", "JetPlan", "JetsProduct", "JetsSnapshot", "jet_network"]
 
 log = structlog.get_logger(__name__)
-
-_VERSION = "heliowatch-jets 1.0"
 
 
 @dataclass
@@ -155,6 +152,8 @@ class JetsProduct:
         The jet alert threshold.
     warmup_frames : int
         Frames replayed after a restart (the window and the baseline's background).
+    exports : ExportSettings or None
+        Who the HEK ``CJ`` events and VOEvents of closed jets say made them.
     """
 
     name = ProductKind.JETS.value
@@ -173,8 +172,10 @@ class JetsProduct:
         fetch_tables: bool = False,
         register: Registration = "pooled",
         warmup_frames: int | None = None,
+        exports: ExportSettings | None = None,
     ) -> None:
         self.params = params
+        self.exports = exports or ExportSettings()
         self.encoder_rt, self.head_rt = encoder, head
         enc, hd = jet_network(encoder, head) if encoder is not None and head is not None else (None, None)
         self._enc, self._head = enc, hd
@@ -336,14 +337,9 @@ class JetsProduct:
             files, paths = self._media(ev, cut, provisional=False)
             batch.files += files
             payload = self._payload(ev, paths, provisional=False)
-            hek_dir = Path("events") / ev.start_utc[:10]
-            hek = hek_event("jet", payload, version=_VERSION)
-            batch.files.append(Artifact(hek_dir / f"{ev.key}.hek.json", _json_bytes(hek)))
-            batch.files.append(
-                Artifact(hek_dir / f"{ev.key}.voevent.xml", voevent_xml("jet", payload, version=_VERSION).encode())
-            )
-            payload["hek_json"] = str(self.outputs / hek_dir / f"{ev.key}.hek.json")
-            payload["voevent_xml"] = str(self.outputs / hek_dir / f"{ev.key}.voevent.xml")
+            for rel, data in event_files(RecordKind.JET.value, payload, self.exports):
+                batch.files.append(Artifact(rel, data))
+                payload["hek_json" if rel.name.endswith(".hek.json") else "voevent_xml"] = str(self.outputs / rel)
             batch.records.append(ProductRecord(RecordKind.JET.value, ev.key, ev.peak_utc, payload))
             if ev.key not in announced_keys and ev.key not in plan.alerted:
                 batch.alerts += self._alerts(payload)
@@ -398,10 +394,6 @@ class JetsProduct:
 
     def _alerts(self, payload: dict[str, Any]) -> list[Alert]:
         return self.rules.jet_alerts(payload)
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return jsonio.dumps(obj, indent=2).encode()
 
 
 def _window_json(res: StepResult) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import structlog
 
 from heliowatch.models.core.times import Clock, SystemClock, parse_iso
@@ -38,6 +39,7 @@ from heliowatch.models.runtime.runtime import Runtime
 from heliowatch.pipelines.alert_rules import Rules
 from heliowatch.pipelines.cutouts import cutouts
 from heliowatch.pipelines.errors import SourceUnavailable
+from heliowatch.pipelines.exports import ExportSettings, event_files, hgs_extent
 from heliowatch.pipelines.frames import VerifiedFrame
 from heliowatch.pipelines.products.base import Artifact, Batch, Catalogue, ProductRecord, run_split
 from heliowatch.pipelines.quicklook import quicklook_png
@@ -113,6 +115,8 @@ class RegionsProduct:
         A detection this close to an SRS region gets its number.
     clock : Clock or None
         Used to pace SWPC fetches of the SRS.
+    exports : ExportSettings or None
+        Who the HEK ``AR`` events and VOEvents of every region in every frame say made them.
     """
 
     name = ProductKind.REGIONS.value
@@ -132,6 +136,7 @@ class RegionsProduct:
         rules: Rules,
         srs_match_deg: float = 6.0,
         clock: Clock | None = None,
+        exports: ExportSettings | None = None,
     ) -> None:
         self.detector = detector
         self.detector_model = detector_model
@@ -143,6 +148,7 @@ class RegionsProduct:
         self.rules = rules
         self.srs_match_deg = srs_match_deg
         self.clock: Clock = clock or SystemClock()
+        self.exports = exports or ExportSettings()
         self.tracker = Tracker()
         self.latest = RegionsSnapshot()
 
@@ -249,15 +255,22 @@ class RegionsProduct:
         model = f"detector: {self.detector_model}; classifier: {self.classifier_model}"
         records, alerts = [], []
         for r, sf, cut, prior in zip(regions, plan.identities, cut_paths, plan.prior_classes, strict=True):
+            sl = r._slices if r._slices is not None else (slice(0, 0), slice(0, 0))
+            inside = r._mask if r._mask is not None else False
             payload = {
                 **to_json(r),
                 **sf,
+                # The region's own pixels give its HEK bounding box and position errors.
+                **hgs_extent(np.where(inside, frame.geo.lat[sl], np.nan), np.where(inside, frame.geo.lon[sl], np.nan)),
                 "cutout_fits": cut["fits"],
                 "cutout_png": cut["png"],
                 "quicklook_png": quicklook,
                 "t_rec_utc": t,
                 "model": model,
             }
+            for rel, data in event_files(RecordKind.REGION.value, payload, self.exports):
+                files.append(Artifact(rel, data))
+                payload["hek_json" if rel.name.endswith(".hek.json") else "voevent_xml"] = str(self.outputs / rel)
             name = f"NOAA {payload['noaa_ar']}" if payload.get("noaa_ar") else f"track {r.track_id}"
             records.append(ProductRecord(RecordKind.REGION.value, f"{t}|{r.track_id}", t, payload, region=name))
             alerts += self.rules.region_alerts({**payload, "id": r.track_id}, prior)

@@ -22,6 +22,7 @@ from heliowatch.models.core.times import tai_to_utc
 from heliowatch.models.synthetic.fitsout import write_fits
 from heliowatch.models.synthetic.magnetogram import RegionSpec, synth_magnetogram
 from heliowatch.pipelines.alert_rules import Rules
+from heliowatch.pipelines.exports import check_hek
 from heliowatch.pipelines.frames import Source, VerifiedFrame, reload
 from heliowatch.pipelines.products.base import Batch, Catalogue
 from heliowatch.pipelines.products.emergence import EmergenceProduct
@@ -100,7 +101,8 @@ def test_every_magnetogram_gets_a_map_and_warnings_get_hek_and_voevent_files(run
     names = [f.path.name for f in batch.files]
     assert sum(n.startswith("emergence-map-") and n.endswith(".png") for n in names) == N_FRAMES
     hek = [f for f in batch.files if f.path.name.endswith(".hek.json")]
-    assert hek and all(json.loads(f.data)["event_type"] == "EF" for f in hek)
+    assert hek and all(json.loads(f.data)["Event_Type"] == "EF: EmergingFlux" for f in hek)
+    assert all(check_hek(json.loads(f.data)) == [] for f in hek)
     assert any(f.path.name.endswith(".voevent.xml") and b"emerging flux" in f.data for f in batch.files)
     png = next(f.data for f in batch.files if f.path.name.startswith("emergence-map-"))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

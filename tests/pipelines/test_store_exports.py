@@ -1,16 +1,13 @@
-"""Products store (SQLite, and PostgreSQL where CI provides it) and HEK/VOEvent exports."""
+"""Products store (SQLite, and PostgreSQL where CI provides it). HEK/VOEvent: test_community_formats.py."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from heliowatch.pipelines.exports import VOE_NS, hek_event, voevent_xml, write_event
 from heliowatch.pipelines.store.products import ProductStore
 
 
@@ -84,33 +81,3 @@ def test_state_database_runs_on_postgresql_too(pg_url: str) -> None:
             assert c.execute(sa.text("SELECT count(*) FROM processed WHERE product = 'p'")).scalar() == 2
     finally:
         st.close()
-
-
-REGION = {
-    "time_utc": "2011-02-15T02:00:00",
-    "hgs_lat": -20.2,
-    "hgs_lon": 12.8,
-    "mtwilson": "beta-gamma-delta",
-    "noaa_ar": 11158,
-    "id": 3,
-}
-
-
-def test_hek_json_fields() -> None:
-    ev = hek_event("region", REGION, version="0.1.0")
-    assert ev["event_type"] == "AR" and ev["ar_noaanum"] == 11158 and ev["ar_mtwilsoncls"] == "beta-gamma-delta"
-    assert ev["event_coordsys"] == "UTC-HGS-TOPO" and ev["event_coord1"] == 12.8 and ev["event_coord2"] == -20.2
-    assert hek_event("jet", {**REGION, "probability": 0.9}, version="x")["event_type"] == "CJ"
-    assert hek_event("emergence", REGION, version="x")["obs_instrument"] == "HMI"
-    with pytest.raises(ValueError, match="no HEK event type"):
-        hek_event("flare_forecast", REGION, version="x")
-
-
-def test_voevent_is_valid_xml_with_the_event(tmp_path: Path) -> None:
-    root = ET.fromstring(voevent_xml("jet", {**REGION, "probability": 0.93}, version="0.1.0").split("?>", 1)[1])
-    assert root.tag == f"{{{VOE_NS}}}VOEvent" and root.get("version") == "2.0" and root.get("role") == "observation"
-    params = {p.get("name"): p.get("value") for p in root.iter("Param")}
-    assert params["event_type"] == "CJ" and params["event_probability"] == "0.93" and params["obs_channelid"] == "304"
-    assert root.find("./WhereWhen/ObsDataLocation/ObservationLocation/AstroCoords/Position2D/Value2/C2").text == "-20.200"
-    files = write_event("region", REGION, tmp_path, version="0.1.0")
-    assert json.loads(files[0].read_text())["event_type"] == "AR" and files[1].suffix == ".xml"
