@@ -12,6 +12,7 @@ import numpy as np
 
 from heliowatch.models.core.figures import new_figure, png_bytes
 from heliowatch.models.core.image import Image
+from heliowatch.models.core.times import iso_utc, tai_to_utc, unix_from_iso
 from heliowatch.models.measures import bin_mean
 
 __all__ = ["greek", "north_up", "quicklook_png"]
@@ -38,7 +39,7 @@ def quicklook_png(image: Image, *, max_side: int = 1024, regions: Any = None, fr
     fig = new_figure((7, 6.4), dpi=100)
     ax = fig.subplots()
     im = ax.imshow(d, cmap="gray", vmin=-1000, vmax=1000, origin="lower", interpolation="nearest")
-    title = f"{fits_frame.keyword('TELESCOP', 'SDO/HMI')} LOS magnetogram {fits_frame.keyword('T_REC', '')} (north up)"
+    title = f"{fits_frame.keyword('TELESCOP', 'SDO/HMI')} LOS magnetogram {_t_rec_utc(fits_frame)} (north up)"
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -46,6 +47,15 @@ def quicklook_png(image: Image, *, max_side: int = 1024, regions: Any = None, fr
         _annotate(fig, ax, regions, frame, f)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="B_LOS (G)")
     return png_bytes(fig, bbox_inches="tight")
+
+
+def _t_rec_utc(image: Image) -> str:
+    """T_REC as the status page and the tables write it (UTC, ``YYYY-MM-DDTHH:MM:SSZ``), not JSOC's TAI string."""
+    t = str(image.keyword("T_REC", "") or "")
+    try:
+        return iso_utc(round(unix_from_iso(tai_to_utc(t))))
+    except ValueError:
+        return t
 
 
 _GREEK = {"alpha": "\u03b1", "beta": "\u03b2", "gamma": "\u03b3", "delta": "\u03b4"}

@@ -181,6 +181,20 @@ class ReplayClock:
         """Whether the clock has passed the last record."""
         return self.now() >= self.end
 
+    def _archive_to_virt(self, t: float) -> float:
+        a, v = self._archive, self._virtual
+        if t <= a[0]:
+            return t - a[0]
+        i = bisect_right(a, t) - 1
+        if i >= len(a) - 1:
+            return v[-1] + min(t - a[-1], self.max_gap_s)
+        return v[i] + (v[i + 1] - v[i]) * (t - a[i]) / (a[i + 1] - a[i])
+
+    def elapsed(self, since: float) -> float:
+        """Replay seconds from archive time ``since`` to now, with the archive's gaps compressed
+        as the replay plays them (how old a record is to someone watching the replay)."""
+        return self._archive_to_virt(self.now()) - self._archive_to_virt(since)
+
 
 class Archive:
     """The records of a directory of FITS files, by series.
