@@ -159,7 +159,8 @@ def _cmd_backfill(a: argparse.Namespace) -> int:
     finally:
         app.close()
     out = cfg.daemon.outputs.resolve() / f"backfill-{start[:19].replace(':', '')}-{end[:19].replace(':', '')}.json"
-    out.write_text(jsonio.dumps({**dataclasses.asdict(report), "throughput": report.throughput}, indent=2))
+    doc = {"schema_version": jsonio.SCHEMA_VERSION, **dataclasses.asdict(report), "throughput": report.throughput}
+    out.write_text(jsonio.dumps(doc, indent=2))
     print_lines([*report.lines(), f"  report: {out}"])
     return 0 if not report.failed else 1
 

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from heliowatch.daemon.cli.common import add_config, config_of
+from heliowatch.daemon.wiring import export_settings
 from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.flares.backtest import run_backtest
@@ -67,7 +68,8 @@ def _cmd_forecast(a: argparse.Namespace) -> int:
         seen.setdefault((inp.harpnum, inp.t_rec_utc), inp)  # one forecast per record, whatever the segment
     out = [fc.forecast_region(inp, history, pd.Timestamp(inp.t_rec_utc[:19])) for inp in seen.values()]
     if a.json:
-        print(jsonio.dumps([asdict(r) for r in out], indent=2))
+        # A list, as DESIGN.md fixes the shape; the version rides on every entry.
+        print(jsonio.dumps([{"schema_version": jsonio.SCHEMA_VERSION, **asdict(r)} for r in out], indent=2))
     else:
         print(f"{'file':<58}{'HARP':>6}{'NOAA':>7}{'P(>=C)':>8}{'P(>=M)':>8}{'P(>=X)':>8}  method")
         for r in out:
@@ -76,7 +78,7 @@ def _cmd_forecast(a: argparse.Namespace) -> int:
             print(f"{ids}{r.p_c:>8.3f}{r.p_m:>8.3f}{r.p_x:>8.3f}  {r.method}{flag}")
     if a.out:
         issue = pd.Timestamp(max(r.t_rec_utc for r in out)[:19])
-        for p in write_exports(fc.full_disk(out, history, issue), Path(a.out)):
+        for p in write_exports(fc.full_disk(out, history, issue), Path(a.out), export_settings(cfg)):
             print(f"wrote {p}", file=sys.stderr)
     return 0
 
@@ -86,10 +88,10 @@ def _forecast_options(p: argparse.ArgumentParser, *, default: Any = None) -> Non
         "--json",
         action="store_true",
         default=default,
-        help="JSON list (file, harpnum, noaa_ar, p_c, p_m, p_x, degraded, models, ...)",
+        help="JSON list: [{schema_version, file, harpnum, noaa_ar, p_c, p_m, p_x, degraded, models, ...}]",
     )
     p.add_argument("--events", action="append", default=default, help="GOES event list for flare history (repeatable)")
-    p.add_argument("--out", default=default, help="write the issue's JSON and CCMC exports here")
+    p.add_argument("--out", default=default, help="write the issue's JSON and its CCMC Flare Scoreboard files here")
 
 
 class _AnyName(dict[str, argparse.ArgumentParser]):

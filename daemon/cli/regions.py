@@ -100,7 +100,8 @@ def _cmd_classify(a: argparse.Namespace) -> int:
             raise UsageError(msg)
         out.append({**classify_cutout(p, cnn=cnn), "model": {"classifier": model}})
     if a.json:
-        print(jsonio.dumps(out, indent=2))
+        # A list, as DESIGN.md fixes the shape; the version rides on every entry.
+        print(jsonio.dumps([{"schema_version": jsonio.SCHEMA_VERSION, **c} for c in out], indent=2))
     else:
         for o in out:
             print(f"{Path(o['file']).name}: {o['mtwilson']} ({o['class_probs'][o['mtwilson']]:.2f})")

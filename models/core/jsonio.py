@@ -3,6 +3,12 @@
 ``json.dumps`` writes ``NaN``/``Infinity`` by default, which ``JSON.parse`` and jq reject; a value
 that is not a finite number (a delta separation when there is no opposite umbra, a missing
 keyword) is written as ``null`` instead.
+
+Every JSON document the command line prints (and the backfill report) is written with
+:func:`dumps` and carries ``"schema_version": SCHEMA_VERSION`` at its top level; its JSON Schema
+is published in ``docs/schemas/`` (listed in docs/commands.md, checked against real output by
+tests/daemon/test_json_outputs.py). ``heliowatch train``'s summary of a training run is the one
+exception: strict JSON too, but free-form (the model card it writes is the record).
 """
 
 from __future__ import annotations

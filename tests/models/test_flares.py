@@ -269,10 +269,12 @@ def test_forecast_cli_json_and_bad_input(tmp_path: Path) -> None:
     assert len(rows) == 3  # one per record, whatever the number of segment files
     for r in rows:
         assert {"file", "harpnum", "noaa_ar", "p_c", "p_m", "p_x", "degraded", "models"} <= set(r)
-    cc = json.loads(next(tmp_path.glob("*.ccmc.json")).read_text())
-    fd = cc["full_disk"]
-    assert {"issue_time", "start_window", "end_window", "C", "M", "CPlus", "MPlus", "X"} <= set(fd)
-    assert fd["C"] + fd["M"] + fd["X"] == pytest.approx(fd["CPlus"], abs=2e-4)
+    # The CCMC Flare Scoreboard submission, text and JSON, named after the model id and issue time.
+    (txt,) = tmp_path.glob("Flare_Forecast_heliowatch_0.1_*.txt")
+    assert txt.read_text().startswith("Forecasting method: heliowatch_0.1\nIssue Time: ")
+    sub = json.loads(txt.with_suffix(".json").read_text())["forecast_submission"]
+    probs = {p["class"]: p["probability"] for p in sub["full_disk_forecasts"][0]["flare_probabilities"]}
+    assert probs["C+"] >= probs["M+"] >= probs["X+"] and len(sub["region_forecasts"]) == 3
     mag = next((demo_archive_path() / "magnetogram").glob("*.fits"))
     bad = cli("forecast", str(mag))
     assert bad.returncode == 2 and "not a SHARP CEA patch" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
