@@ -8,6 +8,11 @@ The lower layers never see this module: they report through small observer Proto
 products expose plain snapshots that scrape-time collectors turn into metric families.
 Labels are bounded: series names come from the config, endpoints and outcomes from short
 fixed vocabularies. Times are values (``*_timestamp_seconds``), never labels.
+
+Counters a dashboard or an alert reads exist at 0 from the start for every label value known
+then (a counter born at 1 hides its first increment from ``increase()``, and a panel shows
+"No data" instead of 0). The registry also carries the standard ``process_*`` and
+``python_info`` collectors: memory, CPU and open files of a daemon that holds torch models.
 """
 
 from __future__ import annotations
@@ -16,12 +21,23 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from heliowatch.models.core.times import unix_from_iso
 from heliowatch.models.core.vocabulary import MTWILSON_CLASSES
+from heliowatch.pipelines.alerts import KINDS as ALERT_KINDS
 
 __all__ = ["Metrics"]
 
@@ -61,8 +77,17 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # The default registry has these; a private one needs them added (process_* is Linux-only:
+        # elsewhere the collector yields nothing).
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.info = Info("heliowatch_build", "heliowatch version and data source", registry=r)
         self.up = Gauge("heliowatch_up", "1 while the scheduler is healthy", registry=r)
+        self.replay = Gauge(
+            "heliowatch_replay",
+            "1 while the daemon replays an archive (its data times are archive times, not now)",
+            registry=r,
+        )
         self.heartbeat = Gauge("heliowatch_heartbeat_timestamp_seconds", "Unix time of the last health tick", registry=r)
         self.ingested_records = Counter(
             "heliowatch_ingested_records_total", "Records fetched, verified and recorded", ["series"], registry=r
@@ -102,9 +127,17 @@ class Metrics:
             ["job", "outcome"],
             registry=r,
         )
-        self.alerts_sent = Counter("heliowatch_alerts_sent_total", "Alert mails delivered", ["kind"], registry=r)
+        self.alerts_sent = Counter(
+            "heliowatch_alerts_sent_total", "Alert messages delivered (channel: mail, webhook)", ["kind", "channel"], registry=r
+        )
         self.alert_failures = Counter(
-            "heliowatch_alert_delivery_failures_total", "Failed alert delivery attempts", ["kind"], registry=r
+            "heliowatch_alert_delivery_failures_total", "Failed alert deliveries (retried)", ["kind", "channel"], registry=r
+        )
+        self.alerts_refused = Counter(
+            "heliowatch_alerts_refused_total",
+            "Alert messages a receiver refused for good (a webhook's 4xx): not retried",
+            ["kind", "channel"],
+            registry=r,
         )
         self.alert_last_success = Gauge(
             "heliowatch_alert_last_delivery_timestamp_seconds", "Unix time of the last delivered alert", registry=r
@@ -164,6 +197,15 @@ class Metrics:
         """JsocObserver: one retry."""
         self.jsoc_retries.labels(endpoint).inc()
 
+    def jsoc_outcomes(self) -> dict[str, float]:
+        """JSOC requests so far by outcome (``ok``, ``timeout``, ``http_5xx``, ...), all endpoints summed."""
+        out: dict[str, float] = {}
+        for family in self.jsoc_requests.collect():
+            for s in family.samples:
+                if s.name.endswith("_total"):
+                    out[s.labels["outcome"]] = out.get(s.labels["outcome"], 0.0) + s.value
+        return out
+
     def product_ran(self, product: str, seconds: float) -> None:
         """FanOutObserver: one unit processed."""
         self.product_seconds.labels(product).observe(seconds)
@@ -176,14 +218,18 @@ class Metrics:
         """FanOutObserver: new store records."""
         self.products.labels(kind).inc(n)
 
-    def alert_sent(self, kind: str, at: float) -> None:
-        """AlertObserver: one message delivered."""
-        self.alerts_sent.labels(kind).inc()
+    def alert_sent(self, kind: str, at: float, channel: str = "mail") -> None:
+        """AlertObserver: one message delivered on ``channel``."""
+        self.alerts_sent.labels(kind, channel).inc()
         self.alert_last_success.set(at)
 
-    def alert_failed(self, kind: str) -> None:
-        """AlertObserver: one delivery attempt failed."""
-        self.alert_failures.labels(kind).inc()
+    def alert_failed(self, kind: str, channel: str = "mail") -> None:
+        """AlertObserver: one delivery attempt failed (it will be retried)."""
+        self.alert_failures.labels(kind, channel).inc()
+
+    def alert_refused(self, kind: str, channel: str) -> None:
+        """AlertObserver: a receiver refused a message for good."""
+        self.alerts_refused.labels(kind, channel).inc()
 
     def backend_selected(self, model: str, backend: str) -> None:
         """RuntimeObserver: ``backend`` serves ``model``."""
@@ -213,6 +259,14 @@ class Metrics:
         """Pre-create the per-product children."""
         for p in products:
             self.product_failures.labels(p)
+
+    def init_alerts(self, channels: Iterable[str]) -> None:
+        """Pre-create the alert counters of every kind on each configured channel (mail, webhook)."""
+        for channel in channels:
+            for kind in ALERT_KINDS:
+                self.alerts_sent.labels(kind, channel)
+                self.alert_failures.labels(kind, channel)
+                self.alerts_refused.labels(kind, channel)
 
     def exposition(self) -> bytes:
         """The current metrics in Prometheus text format."""
@@ -348,9 +402,10 @@ def _emergence_families(snap: Any) -> list[Any]:
             v.get("false_alarms_per_day"),
         ),
         gauge(
-            "heliowatch_emergence_median_lead_hours",
+            # Base units (promtool check metrics): the dashboard divides by 3600.
+            "heliowatch_emergence_median_lead_seconds",
             "Median time from warning to the new region (hits, 30 days)",
-            v.get("median_lead_h"),
+            None if v.get("median_lead_h") is None else 3600.0 * v["median_lead_h"],
         ),
         gauge(
             "heliowatch_emergence_synthetic_model",
@@ -403,15 +458,12 @@ def _jet_families(snap: Any, now: float) -> list[Any]:
             value=float(snap.late),
         )
     )
+    # NaN before the first frame: the dashboard's series exists and says "no frame yet".
+    behind = max(0.0, now - unix_from_iso(snap.frame_time_utc)) / _AIA_CADENCE_S if snap.frame_time_utc else float("nan")
+    fams.append(
+        GaugeMetricFamily("heliowatch_jet_frames_behind", "Age of the newest processed 304 A frame, in 12 s frames", value=behind)
+    )
     if snap.frame_time_utc:
-        age = max(0.0, now - unix_from_iso(snap.frame_time_utc))
-        fams.append(
-            GaugeMetricFamily(
-                "heliowatch_jet_frames_behind",
-                "Age of the newest processed 304 A frame, in 12 s frames",
-                value=age / _AIA_CADENCE_S,
-            )
-        )
         fams.append(
             GaugeMetricFamily(
                 "heliowatch_jet_frame_timestamp_seconds",
@@ -436,12 +488,10 @@ def _jet_families(snap: Any, now: float) -> list[Any]:
     for d in ("baseline", "convlstm"):
         det.add_metric([d], 1.0 if d in snap.detectors else 0.0)
     fams.append(det)
-    if snap.max_probability is not None:
-        fams.append(
-            GaugeMetricFamily(
-                "heliowatch_jet_max_probability", "Highest tile probability of the latest window", value=snap.max_probability
-            )
-        )
+    # NaN until the first full window: the series exists (the dashboard and the rules can name it)
+    # but says "no probability yet" rather than 0.
+    max_p = float("nan") if snap.max_probability is None else float(snap.max_probability)
+    fams.append(GaugeMetricFamily("heliowatch_jet_max_probability", "Highest tile probability of the latest window", value=max_p))
     fams.append(
         GaugeMetricFamily(
             "heliowatch_jet_calibration_degraded",
@@ -462,8 +512,12 @@ def _verification_families(scores: dict[tuple[str, str], dict[str, Any]], pendin
         labels=["scope", "level", "bin"],
     )
     for (scope, level), s in scores.items():
+        # TSS and BSS need events and non-events among the scored forecasts; before that they are
+        # undefined (skill.tss and skill.bss return 0.0 there), and a 0.0 would read as "no skill".
+        defined = 0 < int(s["events"]) < int(s["n"])
         for k in ("tss", "bss", "brier", "n", "events"):
-            v.add_metric([scope, level, k], float(s[k]))
+            value = float(s[k]) if defined or k not in ("tss", "bss") else float("nan")
+            v.add_metric([scope, level, k], value)
         for mean_p, observed, _count in s["reliability"]:
             rel.add_metric([scope, level, f"{min(int(mean_p * 5), 4) / 5:.1f}"], observed)
     return [

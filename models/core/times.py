@@ -14,7 +14,16 @@ import time
 from typing import Protocol
 
 from astropy.time import Time
+from astropy.utils import iers
 from sunpy.time import parse_time
+
+# The daemon may run on a box without internet: astropy must never stall on (or fail for) a
+# download of the IERS-A table or the leap-second list. The tables of the installed
+# astropy-iers-data are used however old (upgrading that package refreshes them); heliowatch
+# converts TAI <-> UTC, which needs only the leap seconds. Every heliowatch process (the CLI,
+# the daemon, Dask workers) imports this module before it converts a time.
+iers.conf.auto_download = False
+iers.conf.auto_max_age = None
 
 __all__ = [
     "Clock",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,66 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_config_equals_builtin_defaults() -> None:
-    assert load_config(ROOT / "config.toml", environ={}) == load_config(None, environ={})
+    # Except that a file's relative state_dir is beside the file, the defaults' under the working directory.
+    shipped = load_config(ROOT / "config.toml", environ={})
+    assert shipped.daemon.state_dir == ROOT / "heliowatch-state"
+    assert shipped == load_config(None, environ={}).replace(daemon={"state_dir": ROOT / "heliowatch-state"})
+
+
+def test_relative_directories_in_a_config_file_are_relative_to_the_file(tmp_path: Path) -> None:
+    conf = tmp_path / "etc" / "c.toml"
+    conf.parent.mkdir()
+    conf.write_text(
+        "[daemon]\nstate_dir = 'state'\noutput_dir = ''\n[alerts]\nmaildir = '../mail'\n"
+        "[alerts.smtp]\npassword_file = 'smtp-password'\n[models]\nexport_dir = '/srv/onnx'\n"
+    )
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "smtp-password").write_text("pw\n")
+    creds = {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")}
+    cfg = load_config(conf, environ=creds)
+    assert cfg.daemon.state_dir == tmp_path / "etc" / "state"
+    assert cfg.daemon.outputs == tmp_path / "etc" / "state" / "outputs"  # empty: the default, under state_dir
+    assert cfg.maildir == tmp_path / "etc" / ".." / "mail"
+    assert cfg.export_dir == Path("/srv/onnx")
+    # A relative *_file is a systemd credential name, read from $CREDENTIALS_DIRECTORY.
+    assert cfg.alerts.smtp.password.reveal() == "pw"
+    # An environment override is the shell's: relative to the working directory, as given.
+    env = load_config(conf, environ={**creds, "HELIOWATCH_DAEMON__STATE_DIR": "here"})
+    assert env.daemon.state_dir == Path("here")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELIOWATCH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "heliowatch.daemon.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
+    )
+
+
+def test_state_dir_of_a_config_file_is_found_from_any_working_directory(tmp_path: Path) -> None:
+    conf = tmp_path / "site" / "config.toml"
+    conf.parent.mkdir()
+    conf.write_text("[daemon]\nstate_dir = 'state'\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # No state directory yet: a one-line error naming it, and nothing created anywhere.
+    p = _cli("alerts", "test", "--config", str(conf), cwd=elsewhere)
+    assert p.returncode == 2
+    assert p.stderr.strip() == (
+        f"heliowatch: error: no state directory {conf.parent / 'state'}: run the daemon with this configuration first"
+    )
+    assert not any(elsewhere.iterdir()) and not (conf.parent / "state").exists()
+    (conf.parent / "state").mkdir()
+    p = _cli("alerts", "test", "--config", str(conf), cwd=elsewhere)
+    assert p.returncode == 0, p.stderr
+    assert f"({conf.parent / 'state' / 'maildir'})" in p.stdout
+    assert len(list((conf.parent / "state" / "maildir" / "new").iterdir())) == 1
+    # `status` from a third directory reads the same state (the outbox's database).
+    third = tmp_path / "third"
+    third.mkdir()
+    s = _cli("status", "--config", str(conf), cwd=third)
+    assert s.returncode == 0, s.stderr
+    assert json.loads(s.stdout)["state_dir"] == str(conf.parent / "state")
+    assert not any(elsewhere.iterdir()) and not any(third.iterdir())
 
 
 def test_defaults_are_safe_and_offline() -> None:
