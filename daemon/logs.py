@@ -1,9 +1,12 @@
-"""structlog set-up: JSON lines on stdout, third-party stdlib loggers through the same renderer.
+"""structlog set-up: JSON lines on stderr, third-party stdlib loggers through the same renderer.
 
-drms calls ``logging.basicConfig`` at import time (stack-notes A1.1), which would print a
-second, non-JSON copy of its lines; :func:`configure_logging` replaces the root handlers.
-Tracebacks are rendered without local variables so e-mail addresses and passwords held in
-locals cannot leak into the journal.
+Logs go to stderr and what a command produces (the run summary, JSON documents) to stdout,
+so ``heliowatch run --once > summary.txt`` or ``| jq`` sees only the output; systemd sends
+both streams to the journal. drms calls ``logging.basicConfig`` at import time (stack-notes
+A1.1), which would print a second, non-JSON copy of its lines; :func:`configure_logging`
+replaces the root handlers, and Python warnings are logged through the same renderer rather
+than printed. Tracebacks are rendered without local variables so e-mail addresses and
+passwords held in locals cannot leak into the journal.
 """
 
 from __future__ import annotations
@@ -15,7 +18,23 @@ from typing import Any, TextIO
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
-__all__ = ["configure_logging"]
+__all__ = ["QUIET_LOGGERS", "configure_logging"]
+
+#: Third-party loggers held at WARNING unless the configured level is DEBUG: their INFO lines
+#: are per-file or per-export noise in a daemon (onnx_ir and onnxscript log a dozen lines per
+#: ONNX export; drms one per request).
+QUIET_LOGGERS = (
+    "distributed",
+    "drms",
+    "fsspec",
+    "matplotlib",
+    "numexpr",
+    "onnx_ir",
+    "onnxscript",
+    "PIL",
+    "torch",
+    "urllib3",
+)
 
 _JOURNALD_PRIORITY = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
 
@@ -31,7 +50,7 @@ class _PriorityFormatter(structlog.stdlib.ProcessorFormatter):
 def configure_logging(
     level: str = "info", fmt: str = "json", *, journald_prefix: bool = False, stream: TextIO | None = None
 ) -> None:
-    """Route structlog and stdlib logging to one renderer on ``stream`` (stdout by default).
+    """Route structlog, stdlib logging and Python warnings to one renderer on ``stream`` (stderr by default).
 
     Parameters
     ----------
@@ -65,19 +84,16 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     formatter_cls = _PriorityFormatter if journald_prefix else structlog.stdlib.ProcessorFormatter
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter_cls(foreign_pre_chain=shared, processors=final))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Chatty third-party loggers: their INFO lines are per-file noise in a daemon.
-    for name, lvl in (
-        ("drms", "WARNING"),
-        ("apscheduler", "WARNING"),
-        ("urllib3", "WARNING"),
-        ("onnx_ir", "WARNING"),
-        ("onnxscript", "WARNING"),
-        ("torch", "ERROR"),  # the ONNX exporter's "torchvision is not installed" notes
-        ("distributed", "WARNING"),
-    ):
-        logging.getLogger(name).setLevel(lvl)
+    # warnings.warn() would otherwise print two non-JSON lines on stderr, between the JSON ones.
+    logging.captureWarnings(True)
+    quiet = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
+    # APScheduler warns of each skipped (overlapping or missed) run, which the daemon logs itself
+    # as job_not_run: only its errors (a job that raised) are kept.
+    logging.getLogger("apscheduler").setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.ERROR)

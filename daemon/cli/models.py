@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from heliowatch.daemon.cli.cards import card_lines
 from heliowatch.daemon.cli.common import add_config, config_of
 from heliowatch.models import registry
 from heliowatch.models.core import jsonio
@@ -22,10 +24,46 @@ __all__ = ["register"]
 
 
 def _names(a: argparse.Namespace) -> list[str]:
+    """The networks asked for (all by default); ModelError for an unknown name or a feature model."""
     if not a.model:
         return list(registry.MODELS)
     for n in a.model:
+        if n not in registry.MODELS and n in _feature_models(_weights_dirs(a)):
+            msg = f"model {n!r} is a feature model (run from its JSON file in numpy): it has no ONNX export or backends"
+            raise UsageError(msg)
         registry.get(n)
+    return list(a.model)
+
+
+def _weights_dirs(a: argparse.Namespace) -> tuple[Path, ...]:
+    return (config_of(a).weights_dir,)
+
+
+def _feature_models(dirs: tuple[Path, ...]) -> dict[str, Path]:
+    """The models that are not networks (SHARP-keyword models, climatologies), by name: one JSON file
+    each, with its model card embedded under ``card``; retrained ones in ``dirs`` first."""
+    found: dict[str, Path] = {}
+    for d in (*dirs, registry.weights_dir()):
+        for path in sorted(Path(d).glob("*.json")) if Path(d).is_dir() else []:
+            if path.name.endswith(".card.json") or path.stem in found:
+                continue
+            try:
+                doc = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("card"), dict) and doc["card"].get("name") == path.stem:
+                found[path.stem] = path
+    return found
+
+
+def _list_names(a: argparse.Namespace, features: dict[str, Path]) -> list[str]:
+    known = [*registry.MODELS, *features]
+    if not a.model:
+        return known
+    bad = [n for n in a.model if n not in known]
+    if bad:
+        msg = f"unknown model(s) {bad}; registered: {', '.join(known)}"
+        raise UsageError(msg)
     return list(a.model)
 
 
@@ -53,29 +91,25 @@ def _backends(a: argparse.Namespace) -> list[str]:
 
 def _cmd_list(a: argparse.Namespace) -> int:
     export_dir = _export_dir(a)
+    features = _feature_models(_weights_dirs(a))
     cards = []
-    for n in _names(a):
-        card = registry.load_card(n)
-        try:
-            card["onnx_export"] = {"path": str(load_export(n, export_dir).path), "verified": True}
-        except ModelError as e:
-            card["onnx_export"] = {"verified": False, "reason": str(e)}
+    for n in _list_names(a, features):
+        if n in features:
+            card = json.loads(features[n].read_text())["card"]
+            card["onnx_export"] = {"verified": False, "reason": "a feature model: no ONNX export", "file": str(features[n])}
+        else:
+            root = resolve_root(n, _weights_dirs(a))
+            card = registry.load_card(n, root=root)
+            try:
+                card["onnx_export"] = {"path": str(load_export(n, export_dir, weights_root=root).path), "verified": True}
+            except ModelError as e:
+                card["onnx_export"] = {"verified": False, "reason": str(e)}
         cards.append(card)
     if a.json:
-        print(jsonio.dumps(cards, indent=2))
+        print(jsonio.dumps({"schema_version": jsonio.SCHEMA_VERSION, "models": cards}, indent=2))
         return 0
     for c in cards:
-        t = c.get("training", {})
-        kind = t.get("kind", "?") + (" (synthetic)" if t.get("synthetic") else "")
-        print(f"{c['name']} {c['version']}: {c['description']}")
-        print(f"  architecture: {c['architecture']['class']} ({c['architecture']['parameters']:,} parameters) - {c['reference']}")
-        print(f"  input: {c['input']['shape']} {c['input']['units']}; {c['input']['plate_scale']}")
-        print(f"  training: {kind}; data: {t.get('data')}; cutoff: {t.get('cutoff_date')}")
-        print(f"  skill: {c.get('skill')}; operational: {c.get('operational')}")
-        for lim in c.get("known_limits", []):
-            print(f"  limit: {lim}")
-        ox = c["onnx_export"]
-        print(f"  onnx: {ox.get('path') if ox['verified'] else 'not exported/verified (' + ox['reason'] + ')'}")
+        print("\n".join(card_lines(c)))
     return 0
 
 
@@ -129,12 +163,15 @@ def register(sub: Any) -> None:
     s = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--model", action="append", help="only this model (repeatable)")
+        q.add_argument("--model", action="append", metavar="NAME", help="only this model (repeatable)")
         q.add_argument("--export-dir", help="where ONNX exports live (default: from the config)")
 
-    ls = s.add_parser("list", help="registered models and their cards")
+    ls = s.add_parser(
+        "list",
+        help="registered models and their cards: networks and feature models (the names forecasts cite)",
+    )
     common(ls)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="the cards as JSON: {schema_version, models: [card, ...]}")
     ls.set_defaults(func=_cmd_list)
     ex = s.add_parser("export", help="export every model to ONNX (dynamic batch/time), check, record the hash")
     common(ex)
@@ -145,7 +182,7 @@ def register(sub: Any) -> None:
     ck.set_defaults(func=_cmd_check)
     be = s.add_parser("bench", help="latency and throughput per model, backend and batch size")
     common(be)
-    be.add_argument("--backend", action="append")
+    be.add_argument("--backend", action="append", help="only this backend (repeatable); default: all available")
     be.add_argument("--batch", type=int, action="append", help="batch size (repeatable)")
     be.add_argument("--min-time", type=float, default=1.0, help="seconds of timing per point")
     be.set_defaults(func=_cmd_bench)

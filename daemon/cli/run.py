@@ -1,22 +1,101 @@
-"""``heliowatch run`` (the daemon) and ``heliowatch jsoc-standin`` (the JSOC stand-in server)."""
+"""``heliowatch run`` (the daemon) and ``heliowatch jsoc-standin`` (the JSOC stand-in server).
+
+``run`` logs on stderr and prints its summary on stdout. Before anything slow it checks that
+the metrics port is free (a second heliowatch, such as the demo started beside the service,
+ends at once with one line), and it exports the models a first run lacks with a progress
+line per model, so the first minute is not silent.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from heliowatch.daemon.cli.common import add_config, config_of, setup_logging
-from heliowatch.daemon.service import Daemon, summary_lines
-from heliowatch.daemon.wiring import build
-from heliowatch.models.core.errors import UsageError
+from heliowatch.daemon.config import Config
+from heliowatch.daemon.errors import ConfigError
+from heliowatch.daemon.service import Daemon, heliowatch_version, summary_lines
+from heliowatch.daemon.wiring import build, models_in_use, runtime_options
+from heliowatch.models import registry
+from heliowatch.models.core.errors import ModelError, UsageError
+from heliowatch.models.runtime.export import export_model, export_needed
+from heliowatch.models.runtime.runtime import ALIASES, available_backends
 from heliowatch.pipelines.standin import faults as faults_doc
 from heliowatch.pipelines.standin.archive import Archive, ReplayClock, demo_archive_path
 from heliowatch.pipelines.standin.faults import FaultSpec
 from heliowatch.pipelines.standin.server import StandinServer
 
 __all__ = ["register"]
+
+log = structlog.get_logger(__name__)
+
+#: Backends that load the ONNX export (the others run the torch module from the weights).
+_ONNX_BACKENDS = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
+
+
+def _check_metrics_port(cfg: Config) -> None:
+    """A ConfigError naming the port when it is taken, before minutes of start-up are spent."""
+    m = cfg.metrics
+    if not m.enabled or m.port == 0:
+        return
+    # Bound like the status server's http.server socket (SO_REUSEADDR), so a port in TIME_WAIT
+    # after a restart counts as free, and a listening one as busy.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((m.host, m.port))
+        except OSError as e:
+            msg = (
+                f"cannot listen on {m.host}:{m.port} ({e.strerror or e}): is another heliowatch running? "
+                "stop it, or set metrics.port to a free port (0 picks one)"
+            )
+            raise ConfigError(msg, ("metrics", "port")) from e
+
+
+def _check_replay(cfg: Config, fault: str | None) -> None:
+    """The replay's archive and fault spec, checked before the first log line (one-line errors)."""
+    if cfg.jsoc.server != "replay":
+        return
+    root = demo_archive_path() if cfg.replay.archive == "demo" else Path(cfg.replay.archive)
+    if not root.is_dir():
+        msg = f"replay archive {root} is not a directory (use 'demo' for the bundled one)"
+        raise UsageError(msg)
+    try:
+        FaultSpec.parse(fault)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+
+def _export_models(cfg: Config) -> None:
+    """Export the models the products will load through ONNX and lack (a first run), one log line each."""
+    options = runtime_options(cfg)
+    wanted = ALIASES.get(options.backend, options.backend)
+    first = available_backends()[0] if wanted == "auto" else wanted
+    if first not in _ONNX_BACKENDS:
+        return
+    todo = []
+    for name in models_in_use(cfg):
+        root = registry.resolve_root(name, options.weights_dirs)
+        reason = export_needed(name, options.export_dir, weights_root=root)
+        if reason is not None:
+            todo.append((name, root, reason))
+    t0 = time.monotonic()
+    for i, (name, root, reason) in enumerate(todo, 1):
+        log.info("exporting_model", model=name, progress=f"{i}/{len(todo)}", reason=reason)
+        try:
+            export_model(name, options.export_dir, weights_root=root)
+        except ModelError as e:
+            # The runtime tries again and falls back to torch: the daemon still starts.
+            log.warning("model_export_failed", model=name, error=str(e)[:300])
+    if todo:
+        log.info("models_exported", models=len(todo), seconds=round(time.monotonic() - t0, 1))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -32,12 +111,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         changes.setdefault("replay", {})["speed"] = args.speed
     if changes:
         cfg = cfg.replace(**changes)
+    # Bad input found before logging starts is the only line on stderr; what fails later
+    # (a series missing at the JSOC) ends the log with its one line.
+    _check_replay(cfg, args.fault)
+    _check_metrics_port(cfg)
     setup_logging(cfg)
+    log.info(
+        "starting",
+        version=heliowatch_version(),
+        config=getattr(args, "config", None) or "built-in defaults",
+        replay=cfg.replay.archive if cfg.jsoc.server == "replay" else None,
+        once=args.once,
+    )
+    _export_models(cfg)
     app = build(cfg, once=args.once, fault=args.fault)
     summary = Daemon(app, once=args.once, keep_running=args.keep_running).run()
     alerts_to = str(cfg.maildir.resolve()) if cfg.alerts.transport == "maildir" else cfg.alerts.transport
+    if app.alerts is not None and app.alerts.webhook is not None:
+        alerts_to += f" + webhook ({app.alerts.webhook.host})"  # the host only: the URL may hold a token
     state = str(cfg.daemon.state_dir.resolve() / "state.sqlite") if not cfg.state.url else "(configured URL)"
-    print("\n".join(summary_lines(summary, alerts_to=alerts_to, state=state)), file=sys.stderr)
+    print("\n".join(summary_lines(summary, alerts_to=alerts_to, state=state)))
     return 0
 
 
@@ -70,9 +163,25 @@ def _cmd_standin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plain(rst: str) -> str:
+    """reStructuredText as plain text for ``--help``: table rows re-aligned, no rules, quotes or roles."""
+    out = []
+    for ln in rst.strip().splitlines():
+        if re.fullmatch(r"[=\- ]+", ln):
+            continue
+        row = re.fullmatch(r"``([^`]+)``\s+(.*)", ln)
+        out.append(f"  {row[1]:<20} {row[2]}" if row else ln)
+    return re.sub(r":\w+:`([^`]*)`", r"\1", "\n".join(out).replace("``", ""))
+
+
 def register(sub: Any) -> None:
     """``run`` and ``jsoc-standin``."""
-    r = sub.add_parser("run", help="run the daemon", description="Run the daemon (the embedded default: an offline replay).")
+    r = sub.add_parser(
+        "run",
+        help="run the daemon",
+        description="Run the daemon: poll the JSOC (or replay an archive), run every product, raise alerts. "
+        "Logs go to stderr, the run summary to stdout.",
+    )
     add_config(r)
     r.add_argument("--replay", metavar="DIR|demo", help="replay a local archive through the JSOC stand-in")
     r.add_argument("--once", action="store_true", help="process what is available now and exit 0")
@@ -84,14 +193,16 @@ def register(sub: Any) -> None:
     s = sub.add_parser(
         "jsoc-standin",
         help="serve a FITS archive as a JSOC stand-in (drms works against it unmodified)",
+        description="Serve a directory of JSOC-named FITS files (or the bundled demo) over HTTP as a stand-in\n"
+        "for the JSOC's CGI and download endpoints; drms works against it unmodified.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=faults_doc.__doc__,
+        epilog="fault spec (--fault):\n" + _plain(faults_doc.__doc__ or "").split("\n", 1)[1].strip(),
     )
     add_config(s)
-    s.add_argument("--archive", required=True, metavar="DIR|demo")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8111)
-    s.add_argument("--fault", metavar="SPEC")
+    s.add_argument("--archive", required=True, metavar="DIR|demo", help="directory of JSOC-named FITS files, or 'demo'")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
+    s.add_argument("--port", type=int, default=8111, help="TCP port (default: %(default)s)")
+    s.add_argument("--fault", metavar="SPEC", help="faults to inject (below)")
     s.add_argument("--latency", type=float, default=0.0, help="simulated JSOC latency after T_REC (s)")
     s.add_argument("--speed", type=float, default=0.0, help="replay clock speed; 0 serves every record at once")
     s.add_argument("--max-gap", type=float, default=3600.0, help="compress gaps longer than this (s)")

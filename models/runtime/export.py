@@ -24,7 +24,7 @@ from heliowatch.models import registry
 from heliowatch.models.core.errors import ModelError
 from heliowatch.models.core.times import SystemClock, iso_utc
 
-__all__ = ["ExportRecord", "export_model", "load_export", "onnx_path"]
+__all__ = ["ExportRecord", "export_model", "export_needed", "load_export", "onnx_path"]
 
 
 @dataclass(frozen=True)
@@ -131,23 +131,36 @@ def load_export(name: str, export_dir: Path, *, verify: bool = True, weights_roo
         If the model was never exported, or the file does not hash to the recorded value
         (corrupted or replaced); run ``heliowatch models export`` to rebuild it.
     """
+    rec, problem = _inspect(name, export_dir, verify=verify, weights_root=weights_root)
+    if rec is None:
+        msg = f"model {name}: {problem} (run `heliowatch models export`)"
+        raise ModelError(msg)
+    return rec
+
+
+def export_needed(name: str, export_dir: Path, *, weights_root: Path | None = None) -> str | None:
+    """Why ``name`` must be (re-)exported before an ONNX backend can load it; None when its export is good.
+
+    The reasons name no command to run: the daemon exports by itself, and says so.
+    """
+    return _inspect(name, export_dir, verify=True, weights_root=weights_root)[1]
+
+
+def _inspect(name: str, export_dir: Path, *, verify: bool, weights_root: Path | None) -> tuple[ExportRecord | None, str | None]:
     path = onnx_path(export_dir, name)
     rec_path = path.with_suffix(".card.json")
     if not path.exists() or not rec_path.exists():
-        msg = f"model {name}: not exported to {export_dir} (run `heliowatch models export`)"
-        raise ModelError(msg)
-    card = json.loads(rec_path.read_text())
-    info = card["onnx"]
+        return None, f"not exported to {export_dir} yet"
+    try:
+        card = json.loads(rec_path.read_text())
+        info = card["onnx"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None, f"export card {rec_path.name} is unreadable"
     if verify:
         digest = _sha256(path)
         if digest != info["sha256"]:
-            msg = (
-                f"model {name}: {path.name} does not match its export card "
-                f"(sha256 {digest[:12]}... != {info['sha256'][:12]}...); re-export with `heliowatch models export`"
-            )
-            raise ModelError(msg)
+            return None, f"{path.name} does not match its export card (sha256 {digest[:12]}... != {info['sha256'][:12]}...)"
     weights_sha = registry.load_card(name, root=weights_root)["weights"]["sha256"]
     if card["weights"]["sha256"] != weights_sha:
-        msg = f"model {name}: {path.name} was exported from other weights; re-export with `heliowatch models export`"
-        raise ModelError(msg)
-    return ExportRecord(name, card["version"], path, info["sha256"], info["inputs"][0][0], info["outputs"][0][0], card)
+        return None, f"{path.name} was exported from other weights"
+    return ExportRecord(name, card["version"], path, info["sha256"], info["inputs"][0][0], info["outputs"][0][0], card), None

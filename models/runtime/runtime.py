@@ -23,7 +23,7 @@ from heliowatch.models import registry
 from heliowatch.models.core.errors import ModelError
 from heliowatch.models.runtime import tensorrt as trt_mod
 from heliowatch.models.runtime.base import Backend, RuntimeObserver, RuntimeOptions
-from heliowatch.models.runtime.export import ExportRecord, export_model, load_export
+from heliowatch.models.runtime.export import ExportRecord, export_model, export_needed, load_export
 
 __all__ = ["BACKENDS", "Runtime", "available_backends", "open_runtime"]
 
@@ -123,11 +123,12 @@ class Runtime:
 
     # -- selection --------------------------------------------------------------------------
     def _export(self) -> ExportRecord:
-        try:
+        reason = export_needed(self.spec.name, self.export_dir, weights_root=self.weights_root)
+        if reason is None:
             return load_export(self.spec.name, self.export_dir, weights_root=self.weights_root)
-        except ModelError as e:
-            log.info("onnx_export", model=self.spec.name, reason=str(e)[:300])
-            return export_model(self.spec.name, self.export_dir, weights_root=self.weights_root)
+        # Exported here and now: the log says so rather than asking for `heliowatch models export`.
+        log.info("exporting_model", model=self.spec.name, reason=reason[:300])
+        return export_model(self.spec.name, self.export_dir, weights_root=self.weights_root)
 
     def _module(self) -> Any:
         if self._torch_module is None:

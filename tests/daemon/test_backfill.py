@@ -94,9 +94,9 @@ def test_backfill_on_two_workers_makes_what_the_daemon_makes_and_twice_adds_noth
 def test_a_backfill_killed_mid_way_and_run_again_ends_with_the_same_result(reference: Path, tmp_path: Path) -> None:
     args = [sys.executable, "-m", "heliowatch.daemon.cli", "backfill", "--replay", "demo", *DEMO, "--workers", "1"]
     env = {**os.environ, "HELIOWATCH_METRICS__ENABLED": "false"}
-    proc = subprocess.Popen(
-        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
+    # Its logs go to stderr: into a file, since a pipe nobody reads would stall it once full.
+    log = (tmp_path / "backfill.log").open("w")
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     db = tmp_path / "heliowatch-state" / "state.sqlite"
     deadline = time.monotonic() + 400
     try:
@@ -113,8 +113,7 @@ def test_a_backfill_killed_mid_way_and_run_again_ends_with_the_same_result(refer
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Dask workers, mid-way
         proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        log.close()
     with sqlite3.connect(db) as c:
         partial = c.execute("SELECT COUNT(*) FROM products WHERE product = 'region'").fetchone()[0]
     assert 5 <= partial < 15

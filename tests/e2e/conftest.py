@@ -37,14 +37,17 @@ def live_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "HELIOWATCH_METRICS__PORT": str(port), "HELIOWATCH_REPLAY__SPEED": "5000"}
-    p = subprocess.Popen(
-        [sys.executable, "-m", "heliowatch.daemon.cli", "run", "--replay", "demo", "--keep-running"],
-        cwd=d,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # The daemon logs on stderr: into a file, since a pipe nobody reads would stall it once full.
+    log = d / "daemon.log"
+    with log.open("w") as err:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "heliowatch.daemon.cli", "run", "--replay", "demo", "--keep-running"],
+            cwd=d,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
     base = f"http://127.0.0.1:{port}"
     status: dict = {}
     deadline = time.time() + 240
@@ -56,7 +59,7 @@ def live_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         except OSError:
             pass
         if p.poll() is not None:
-            pytest.fail(f"daemon exited: {p.stderr.read()[-2000:] if p.stderr else ''}")
+            pytest.fail(f"daemon exited: {log.read_text()[-2000:]}")
         time.sleep(0.5)
     else:
         p.kill()
@@ -64,5 +67,3 @@ def live_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     yield {"base": base, "dir": d, "status": status}
     p.terminate()
     p.wait(timeout=60)
-    if p.stderr:
-        p.stderr.close()
