@@ -130,3 +130,26 @@ def test_a_product_that_always_fails_gives_the_record_up_after_its_attempts(disk
 def _keys(state: Path) -> list[str]:
     with sqlite3.connect(state / "state.sqlite") as c:
         return [r[0] for r in c.execute("SELECT DISTINCT record FROM frames")]
+
+
+def test_a_stop_ends_the_dispatch_between_units_and_a_restart_completes_it(disk_archive: Path, tmp_path: Path) -> None:
+    """SIGTERM during a dispatch waits for the unit in hand only; the rest is recovered at the next start."""
+    state = tmp_path / "state"
+    cfg = _cfg(state, disk_archive)
+    app = build(cfg, once=True)
+    d = Daemon(app, once=True)
+    regions = next(p for p in app.products if isinstance(p, RegionsProduct))
+    inner = regions.process
+
+    def stop_after_first(frames):  # type: ignore[no-untyped-def]
+        d.stop_event.set()  # what the SIGTERM handler does, while the first magnetogram is processed
+        return inner(frames)
+
+    regions.process = stop_after_first  # type: ignore[method-assign]
+    summary = d.run()
+    c1 = _counts(state)
+    assert c1["processed:regions"] == 1 and c1["store:region"] == 2  # the unit in hand was finished
+    assert c1["processed:data_health"] < 6  # the rest of the poll's frames were left
+    assert summary.product_failures == {}
+    _run_with(cfg, fail=None)  # the restart offers what was left
+    assert _counts(state) == _reference(disk_archive, tmp_path)
