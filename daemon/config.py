@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from heliowatch.daemon.errors import ConfigError
 
@@ -32,6 +33,7 @@ __all__ = [
     "BackfillConfig",
     "Config",
     "DaemonConfig",
+    "ExportsConfig",
     "FlaresConfig",
     "JsocConfig",
     "LoggingConfig",
@@ -42,6 +44,7 @@ __all__ = [
     "ScheduleConfig",
     "Secret",
     "StateConfig",
+    "WebhookConfig",
     "default_config_text",
     "load_config",
 ]
@@ -225,6 +228,9 @@ class LoggingConfig:
     level: str = _opt("info", "minimum level", _choice("debug", "info", "warning", "error"))
     format: str = _opt("json", "'json' lines (for journald) or 'console' for people", _choice("json", "console"))
     journald_priority_prefix: bool = _opt(False, "prefix lines with <N> so journald sets PRIORITY")
+    poll_summary_minutes: float = _opt(
+        10.0, "polls that find nothing new are logged at debug; an info line sums up the polls this often", _range(0.01, 1440)
+    )
 
 
 @dataclass(frozen=True)
@@ -271,6 +277,11 @@ class FlaresConfig:
     event_refresh_s: float = _opt(600.0, "how often the feed is fetched", _range(30, 86400))
     occlusion_threshold: float = _opt(0.5, "regions with P(>=M) at or above this get an occlusion map", _range(0, 1))
     cnn_model: str = _opt("flare-cnn2", "CNN used for occlusion maps ('' to disable)")
+    occlusion_maps: str = _opt(
+        "operational",
+        "occlusion maps: 'operational' (only from a CNN whose card says operational), 'always' or 'never'",
+        _choice("operational", "always", "never"),
+    )
     verification_days: float = _opt(90.0, "window of the rolling verification scores", _positive)
 
 
@@ -381,6 +392,45 @@ class SmtpConfig:
     cafile: str = _opt("", "CA bundle to verify the server (empty: the system's)")
 
 
+def _webhook_url(v: Any) -> str | None:
+    # The value is never quoted back: Slack's and Mattermost's URLs hold their token.
+    s = v.reveal() if isinstance(v, Secret) else v
+    if not s:
+        return None
+    try:
+        parts = urlsplit(s)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host (the value is not shown: it may hold a token)"
+    return None
+
+
+def _header_name(v: Any) -> str | None:
+    return None if re.match(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]*$", v) else f"not an HTTP header name (got {v!r})"
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """[alerts.webhook]: also POST every alert to a webhook (generic JSON, or Slack/Mattermost/Matrix)."""
+
+    enabled: bool = _opt(False, "POST every alert to url as well (its own delivery, retried on its own)")
+    url: Secret = _opt(
+        Secret(""), "receiver URL (secret: it may hold a token; HELIOWATCH_ALERTS__WEBHOOK__URL or url_file)", _webhook_url
+    )
+    url_file: Path = _opt(Path(""), "file holding the URL (relative: in $CREDENTIALS_DIRECTORY); overrides url")
+    format: str = _opt(
+        "generic",
+        "'generic' (heliowatch's JSON) or 'slack' ({\"text\": ...}: Slack, Mattermost, Matrix hookshot)",
+        _choice("generic", "slack"),
+    )
+    header: str = _opt("", "one extra header carrying a credential, e.g. 'Authorization' (empty: none)", _header_name)
+    header_value: Secret = _opt(Secret(""), "its value (secret: HELIOWATCH_ALERTS__WEBHOOK__HEADER_VALUE or header_value_file)")
+    header_value_file: Path = _opt(Path(""), "file holding the header's value (relative: in $CREDENTIALS_DIRECTORY)")
+    timeout_s: float = _opt(10.0, "connect and read timeout of one POST", _range(1, 120))
+
+
 @dataclass(frozen=True)
 class RulesConfig:
     """[alerts.rules]: when to alert. A probability threshold above 1, or 0 minutes, disables a rule."""
@@ -395,9 +445,9 @@ class RulesConfig:
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    """[alerts]: the mailing list."""
+    """[alerts]: the mailing list (and the webhook, [alerts.webhook])."""
 
-    transport: str = _opt("maildir", "'maildir' (local files), 'smtp' or 'none'", _choice("maildir", "smtp", "none"))
+    transport: str = _opt("maildir", "'maildir' (local files), 'smtp' or 'none' (no mail)", _choice("maildir", "smtp", "none"))
     maildir: Path = _opt(Path(""), "maildir for transport = 'maildir'; empty means <state_dir>/maildir")
     sender: str = _opt("heliowatch@localhost", "From: address")
     recipients: list[str] = _opt(lambda: ["solar-alerts@localhost"], "the mailing list address(es)", _addresses, factory=True)
@@ -408,6 +458,7 @@ class AlertsConfig:
     retry_base_s: float = _opt(30.0, "first retry delay after a failed delivery (doubles)", _range(1, 86400))
     retry_max_s: float = _opt(1800.0, "longest retry delay", _range(1, 86400))
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
 
 
@@ -435,6 +486,52 @@ class StatusConfig:
     """[status]: the read-only status page, served next to /metrics."""
 
     enabled: bool = _opt(True, "serve the status page at / on the metrics port")
+    stale_magnetogram_minutes: float = _opt(
+        120.0, "the badge says stale when the newest magnetogram is older than this (0: off)", _range(0, 1e6)
+    )
+    stale_sharp_minutes: float = _opt(240.0, "the same for SHARP records (NRT latency is 1-2 h)", _range(0, 1e6))
+    stale_aia_minutes: float = _opt(60.0, "the same for each AIA channel", _range(0, 1e6))
+    jsoc_error_ratio: float = _opt(0.5, "degraded when this fraction of recent JSOC requests failed", _range(0, 1))
+    jsoc_error_window_minutes: float = _opt(15.0, "how far back 'recent' JSOC requests go", _range(1, 1e6))
+    epoch_mix_hours: float = _opt(24.0, "say so when the products shown are further apart in observation time", _range(0, 1e7))
+
+
+_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_AUTHORITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{2,}$")
+
+
+def _model_id(v: Any) -> str | None:
+    ok = _MODEL_ID_RE.match(v)
+    return None if ok else f"must be a short name like 'heliowatch_0.1' (letters, digits, _ . -; got {v!r})"
+
+
+def _authority(v: Any) -> str | None:
+    ok = _AUTHORITY_RE.match(v)
+    return None if ok else f"must be an IVOA authority id like 'heliowatch.example.org' (got {v!r})"
+
+
+def _nonempty(v: Any) -> str | None:
+    return None if v.strip() else "must not be empty (HEK requires it)"
+
+
+@dataclass(frozen=True)
+class ExportsConfig:
+    """[exports]: who the community formats (CCMC Flare Scoreboard, HEK, VOEvent 2.0) say made the events."""
+
+    model_id: str = _opt(
+        "heliowatch_0.1",
+        "the forecast method's short name at the CCMC Flare Scoreboard (methodname_version); names Flare_Forecast_<model_id>_*",
+        _model_id,
+    )
+    frm_name: str = _opt(
+        "heliowatch", "HEK FRM_Name prefix (<frm_name>-regions, -jets, -emergence) and IVORN resource", _model_id
+    )
+    frm_institute: str = _opt("heliowatch", "HEK FRM_Institute", _nonempty)
+    frm_contact: str = _opt("heliowatch@localhost", "HEK FRM_Contact: who answers for the events", _nonempty)
+    frm_url: str = _opt("http://localhost/heliowatch", "HEK FRM_URL: where the method is described", _nonempty)
+    ivorn_authority: str = _opt(
+        "heliowatch.localhost", "VOEvent IVORNs are ivo://<ivorn_authority>/<frm_name>#<event>", _authority
+    )
 
 
 @dataclass(frozen=True)
@@ -457,6 +554,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
     backfill: BackfillConfig = field(default_factory=BackfillConfig)
+    exports: ExportsConfig = field(default_factory=ExportsConfig)
 
     @property
     def export_dir(self) -> Path:
@@ -643,13 +741,36 @@ def _read_credential(file: Path, environ: Mapping[str, str], key: tuple[str, ...
         raise ConfigError(msg, key) from e
 
 
+def _anchor_dirs(data: dict[str, Any], base: Path, cls: type = Config) -> None:
+    """Make the relative directories of a config file relative to the file's directory, in place.
+
+    Otherwise ``state_dir = "./heliowatch-state"`` would be a different directory for every
+    working directory a command runs in. ``*_file`` keys are left alone: a relative one names a
+    systemd credential in ``$CREDENTIALS_DIRECTORY``. An empty value (or ``"."`` for the keys
+    where it means the default) stays the default.
+    """
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        value = data.get(f.name)
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            _anchor_dirs(value, base, tp)  # type: ignore[arg-type]
+        elif tp is Path and isinstance(value, str) and not f.name.endswith("_file"):
+            default_like = value == "" or (value == "." and f.name != "state_dir")
+            p = Path(value).expanduser()
+            if not default_like and not p.is_absolute():
+                data[f.name] = str(base / p)
+
+
 def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None = None) -> Config:
     """Load, merge and validate the configuration.
 
     Parameters
     ----------
     path : pathlib.Path or None
-        A TOML file. ``None`` uses the defaults alone (the embedded offline replay).
+        A TOML file; its relative directories (``daemon.state_dir``, ...) are relative to the
+        file's directory. ``None`` uses the defaults alone (the embedded offline replay, state
+        in ``./heliowatch-state`` under the working directory).
     environ : mapping or None
         Environment used for ``HELIOWATCH_*`` overrides; ``os.environ`` by default.
 
@@ -677,6 +798,9 @@ def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None =
         except OSError as e:
             msg = f"cannot read config file {path}: {e.strerror}"
             raise ConfigError(msg) from e
+        # Where the file was named, not where a symlink points: the repository's config.toml links
+        # to the packaged default, and its demo state belongs beside the link.
+        _anchor_dirs(data, Path(os.path.abspath(path)).parent)
     _merge(data, _env_overrides(environ))
     cfg: Config = _build(Config, data, ())
     secret = _read_credential(cfg.jsoc.email_file, environ, ("jsoc", "email_file"))
@@ -693,7 +817,32 @@ def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None =
     if cfg.alerts.smtp.username and not cfg.alerts.smtp.password and cfg.alerts.transport == "smtp":
         msg = "a username needs a password (HELIOWATCH_ALERTS__SMTP__PASSWORD or password_file)"
         raise ConfigError(msg, ("alerts", "smtp", "password"))
-    return cfg
+    return _with_webhook_secrets(cfg, environ)
+
+
+def _with_webhook_secrets(cfg: Config, environ: Mapping[str, str]) -> Config:
+    """Read ``[alerts.webhook]``'s URL and header value from their files, and check them."""
+    w = cfg.alerts.webhook
+    key = ("alerts", "webhook")
+    url = _read_credential(w.url_file, environ, (*key, "url_file"))
+    if url is not None:
+        problem = _webhook_url(url)
+        if problem:
+            raise ConfigError(problem, (*key, "url_file"))
+        w = dataclasses.replace(w, url=url)
+    value = _read_credential(w.header_value_file, environ, (*key, "header_value_file"))
+    if value is not None:
+        w = dataclasses.replace(w, header_value=value)
+    if any(c in w.header_value.reveal() for c in "\r\n"):
+        msg = "must be one line (the value is not shown)"
+        raise ConfigError(msg, (*key, "header_value"))
+    if w.enabled and not w.url:
+        msg = "needed when the webhook is enabled (HELIOWATCH_ALERTS__WEBHOOK__URL or url_file)"
+        raise ConfigError(msg, (*key, "url"))
+    if w.enabled and w.header and not w.header_value:
+        msg = f"header {w.header!r} needs a value (HELIOWATCH_ALERTS__WEBHOOK__HEADER_VALUE or header_value_file)"
+        raise ConfigError(msg, (*key, "header_value"))
+    return dataclasses.replace(cfg, alerts=dataclasses.replace(cfg.alerts, webhook=w))
 
 
 def iter_documented_keys(cls: type = Config, prefix: tuple[str, ...] = ()) -> list[tuple[str, str]]:

@@ -95,6 +95,8 @@ class Daemon:
         self.keep_running = keep_running
         self.metrics = app.metrics
         self.stop_event = threading.Event()
+        # One event: a stop also ends a dispatch between units rather than after a whole poll's frames.
+        app.fanout.stop = self.stop_event
         self.http: StatusServer | None = None
         self.metrics_port: int | None = None
         self._results: list[PollResult] = []
@@ -104,6 +106,8 @@ class Daemon:
         self._drained: set[str] = set()
         self._latency: dict[str, list[float]] = {}
         self._sched: BackgroundScheduler | None = None
+        # Per source since the last poll_summary line: polls, errors, new, ingested, rejected.
+        self._poll_counts: dict[str, dict[str, int]] = {}
         self.status = StatusView(app, healthy=self.healthy, once=once)
 
     @classmethod
@@ -128,10 +132,12 @@ class Daemon:
         except SourceUnavailable as e:
             self.metrics.job_runs.labels(name, "error").inc()
             log.error("poll_failed", source=name, error=str(e)[:500])
+            self._count_poll(name, errors=1)
             return None
         finally:
             self.metrics.job_duration.labels(name).observe(time.monotonic() - t0)
         self.metrics.job_runs.labels(name, "ok").inc()
+        self._count_poll(name, new=res.new, ingested=res.ingested, rejected=res.rejected)
         if not self.once:
             self._dispatch(res.frames)
             self._schedule_due(ing, res)
@@ -140,6 +146,20 @@ class Daemon:
             if self.app.replay_clock is not None and self.app.replay_clock.finished() and res.remaining == 0:
                 self._drained.add(name)
         return res
+
+    def _count_poll(self, source: str, **counts: int) -> None:
+        with self._lock:
+            c = self._poll_counts.setdefault(source, dict.fromkeys(("polls", "errors", "new", "ingested", "rejected"), 0))
+            c["polls"] += 1
+            for k, v in counts.items():
+                c[k] += v
+
+    def _poll_summary(self) -> None:
+        """One info line for the polls since the last (a poll that finds nothing new logs at debug only)."""
+        with self._lock:
+            counts, self._poll_counts = self._poll_counts, {}
+        if counts:
+            log.info("poll_summary", minutes=self.cfg.logging.poll_summary_minutes, sources=counts)
 
     def _schedule_due(self, ing: Ingestor, res: PollResult) -> None:
         """One extra poll when the source's next record is due (T_REC + cadence + typical latency)."""
@@ -210,6 +230,8 @@ class Daemon:
             self.metrics.info.info(
                 {"version": heliowatch_version(), "server": "replay" if self.app.standin else self.cfg.jsoc.server}
             )
+            # The alert rules mute their "data too old" checks in a replay (archive times).
+            self.metrics.replay.set(1.0 if self.app.replay_clock is not None else 0.0)
             self._recover()
             if self.once:
                 self._run_once()
@@ -228,7 +250,10 @@ class Daemon:
                 self.metrics.http_body, self.status.snapshot, host=m.host, port=m.port, page=self.cfg.status.enabled
             )
         except OSError as e:
-            msg = f"cannot listen on {m.host}:{m.port} ({e.strerror or e}); is another heliowatch running? set metrics.port"
+            msg = (
+                f"cannot listen on {m.host}:{m.port} ({e.strerror or e}): is another heliowatch running? "
+                "stop it, or set metrics.port to a free port (0 picks one)"
+            )
             raise ConfigError(msg, ("metrics", "port")) from e
         self.metrics_port = self.http.port
         log.info("metrics_serving", url=f"http://{m.host}:{self.metrics_port}/metrics", status_page=self.cfg.status.enabled)
@@ -253,7 +278,10 @@ class Daemon:
                     break
         # Every source polled first, then the products in time order across sources: each
         # product sees what the others knew at that time, whatever order the sources came in.
+        log.info("processing", records=len(frames), products=[p.name for p in self.app.products])
         self._dispatch(frames)
+        if self.stop_event.is_set():
+            return  # stopped: ending the streams now would close a jet still being observed
         # A --once run ends the stream: a jet still going on is recorded as it stands.
         self.app.fanout.end_streams()
         self._coverage()
@@ -314,6 +342,9 @@ class Daemon:
         )
         hb = self.cfg.daemon.heartbeat_s
         sched.add_job(self._tick, "interval", seconds=hb, id="heartbeat", next_run_time=now, coalesce=True, max_instances=1)
+        # Wall-clock minutes, also in a fast replay: the summary is for the person reading the log.
+        every = self.cfg.logging.poll_summary_minutes * 60
+        sched.add_job(self._poll_summary, "interval", seconds=every, id="poll_summary", coalesce=True, max_instances=1)
         self._install_signals()
         sched.start()
         self.metrics.up.set(1)
@@ -333,6 +364,7 @@ class Daemon:
             sdnotify.notify("STOPPING=1\nSTATUS=stopping")
             sched.shutdown(wait=True)
             self._sched = None
+            self._poll_summary()
             if self.app.alerts is not None:
                 self.app.alerts.deliver()  # what the last polls raised
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from heliowatch.pipelines.alert_rules import Rules
 from heliowatch.pipelines.alerts import AlertCenter
 from heliowatch.pipelines.errors import SourceUnavailable
 from heliowatch.pipelines.events import EventSource
+from heliowatch.pipelines.exports import ExportSettings
 from heliowatch.pipelines.fanout import FanOut
 from heliowatch.pipelines.frames import Source
 from heliowatch.pipelines.ingest import Ingestor
@@ -55,6 +57,7 @@ from heliowatch.pipelines.store.ledger import LedgerStore
 from heliowatch.pipelines.store.outbox import OutboxStore
 from heliowatch.pipelines.store.products import ProductStore
 from heliowatch.pipelines.verification import Ledger, Verifier
+from heliowatch.pipelines.webhook import WebhookTransport
 
 __all__ = [
     "REPLAY_EMAIL",
@@ -63,8 +66,10 @@ __all__ = [
     "build",
     "build_products",
     "build_worker_products",
+    "export_settings",
     "jets_product",
     "jsoc_client",
+    "models_in_use",
     "open_replay",
     "runtime_options",
     "sources",
@@ -154,16 +159,27 @@ def transport(cfg: Config) -> Transport:
     )
 
 
+def webhook(cfg: Config) -> WebhookTransport | None:
+    """The webhook of ``[alerts.webhook]``, or None when it is not enabled."""
+    w = cfg.alerts.webhook
+    if not w.enabled:
+        return None
+    headers = {w.header: w.header_value.reveal()} if w.header else {}
+    return WebhookTransport(w.url.reveal(), format=w.format, timeout_s=w.timeout_s, headers=headers)
+
+
 def alert_center(
     cfg: Config, state: StateStore, *, metrics: Metrics | None = None, clock: Clock | None = None
 ) -> AlertCenter | None:
-    """The outbox and its delivery, or None when ``alerts.transport = 'none'``."""
+    """The outbox and its delivery, or None with ``alerts.transport = 'none'`` and no webhook."""
     a = cfg.alerts
-    if a.transport == "none":
+    hook = webhook(cfg)
+    if a.transport == "none" and hook is None:
         return None
     return AlertCenter(
         OutboxStore(state.engine),
-        transport(cfg),
+        None if a.transport == "none" else transport(cfg),
+        webhook=hook,
         sender=a.sender,
         recipients=list(a.recipients),
         list_id=a.list_id,
@@ -240,6 +256,37 @@ class App:
         self.state.close()
 
 
+def models_in_use(cfg: Config) -> list[str]:
+    """The registered models the configured products open through the runtime (what a first run exports)."""
+    m, j = cfg.models, cfg.jets
+    names = ["region-classifier"] if m.region_classifier == "cnn" else []
+    names += ["region-detector"] if m.region_detector == "cnn" else []
+    names += [cfg.flares.cnn_model] if cfg.flares.enabled and cfg.flares.cnn_model else []
+    names += ["emergence-fcn"] if cfg.emergence.enabled else []
+    if j.enabled and "aia" in cfg.jsoc.enabled_sources and "convlstm" in j.detectors:
+        names += ["jet-encoder", "jet-head"]
+    return names
+
+
+def export_settings(cfg: Config) -> ExportSettings:
+    """Who the CCMC, HEK and VOEvent files say made the products; a replay's events are test events."""
+    x = cfg.exports
+    try:
+        installed = version("heliowatch")
+    except PackageNotFoundError:
+        installed = "0+unknown"
+    return ExportSettings(
+        model_id=x.model_id,
+        frm_name=x.frm_name,
+        frm_version=installed,
+        frm_institute=x.frm_institute,
+        frm_contact=x.frm_contact,
+        frm_url=x.frm_url,
+        ivorn_authority=x.ivorn_authority,
+        test=cfg.jsoc.server == "replay",
+    )
+
+
 def build_products(
     cfg: Config,
     *,
@@ -267,7 +314,9 @@ def build_products(
                 rules=rules,
                 cnn=flare_cnn,
                 occlusion_threshold=cfg.flares.occlusion_threshold,
+                occlusion_maps=cfg.flares.occlusion_maps,
                 clock=clock,
+                exports=export_settings(cfg),
             )
         )
     products.append(
@@ -282,6 +331,7 @@ def build_products(
             rules=rules,
             srs_match_deg=cfg.regions.srs_match_deg,
             clock=clock,
+            exports=export_settings(cfg),
         )
     )
     if cfg.emergence.enabled:
@@ -320,6 +370,7 @@ def emergence_product(
         verify_hours=e.verify_hours,
         model_info={"fcn": fcn.info, "mtot": {"kind": "mtot-lda", "threshold": forecaster.mtot.threshold, **mtot_info}},
         synthetic_model=bool(fcn.info.get("synthetic", True) or mtot_info.get("synthetic", True)),
+        exports=export_settings(cfg),
     )
 
 
@@ -355,6 +406,7 @@ def jets_product(cfg: Config, options: RuntimeOptions, *, rules: Rules, outputs:
         tables=CalibrationTables(cfg.aia_tables_dir),
         fetch_tables=j.fetch_calibration_tables and cfg.jsoc.server != "replay",
         register="aiapy" if j.register == "aiapy" else "pooled",
+        exports=export_settings(cfg),
     )
 
 
@@ -499,6 +551,7 @@ def _watch(app: App) -> None:
         m.watch_verification(app.verifier)
     if app.alerts is not None:
         m.watch_outbox(app.alerts.pending)
+        m.init_alerts(app.alerts.channels)
 
 
 def _regions_snapshot(p: RegionsProduct) -> RegionsSnapshot:

@@ -13,7 +13,7 @@ from heliowatch.daemon.wiring import alert_center
 from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.core.times import SystemClock, iso_utc
-from heliowatch.pipelines.alerts import Alert
+from heliowatch.pipelines.alerts import Alert, AlertCenter
 from heliowatch.pipelines.errors import SourceUnavailable
 from heliowatch.pipelines.store.products import PRODUCTS, ProductStore
 
@@ -23,7 +23,7 @@ __all__ = ["register"]
 def _state(cfg: Config) -> StateStore:
     db = cfg.daemon.state_dir / "state.sqlite"
     if not cfg.state.url and not db.exists():
-        msg = f"no state database at {db}: the daemon has not run with this configuration"
+        msg = f"no state database at {db.absolute()}: the daemon has not run with this configuration"
         raise UsageError(msg)
     return StateStore(cfg.state_url)
 
@@ -48,7 +48,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     summary = cfg.daemon.outputs / "run-summary.json"
     if summary.exists():
         out["last_run"] = json.loads(summary.read_text())
-    print(jsonio.dumps(out, indent=2, default=str))
+    print(jsonio.dumps({"schema_version": jsonio.SCHEMA_VERSION, **out}, indent=2, default=str))
     return 0
 
 
@@ -60,7 +60,12 @@ def _cmd_products(args: argparse.Namespace) -> int:
     store = ProductStore(cfg.store.url) if cfg.store.url else ProductStore(_state(cfg).engine)
     print(
         jsonio.dumps(
-            {"counts": store.counts(), "products": store.latest(args.product, limit=args.limit, region=args.region)}, indent=2
+            {
+                "schema_version": jsonio.SCHEMA_VERSION,
+                "counts": store.counts(),
+                "products": store.latest(args.product, limit=args.limit, region=args.region),
+            },
+            indent=2,
         )
     )
     return 0
@@ -68,10 +73,14 @@ def _cmd_products(args: argparse.Namespace) -> int:
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
     cfg = config_of(args)
-    if cfg.alerts.transport == "none":
-        msg = "alerts.transport is 'none': nothing to test"
+    if cfg.alerts.transport == "none" and not cfg.alerts.webhook.enabled:
+        msg = "alerts.transport is 'none' and alerts.webhook is not enabled: nothing to test"
         raise UsageError(msg)
-    cfg.daemon.state_dir.mkdir(parents=True, exist_ok=True)
+    # The outbox lives in the state database: a missing state directory means the wrong --config
+    # (or a working directory without the demo's state), not one to create quietly.
+    if not cfg.state.url and not cfg.daemon.state_dir.is_dir():
+        msg = f"no state directory {cfg.daemon.state_dir.absolute()}: run the daemon with this configuration first"
+        raise UsageError(msg)
     st = StateStore(cfg.state_url)
     try:
         center = alert_center(cfg, st)
@@ -83,15 +92,32 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
         )
         center.raise_alerts([test])
         sent, failed = center.deliver()
-        where = cfg.maildir.resolve() if cfg.alerts.transport == "maildir" else f"{cfg.alerts.smtp.host}:{cfg.alerts.smtp.port}"
+        where = _alerts_where(cfg, center)
         if failed or not sent:
-            err = next((a["last_error"] for a in center.outbox.recent(1)), None)
-            msg = f"test alert not delivered to {where} ({err}); it stays in the outbox and will be retried by the daemon"
+            last = next(iter(center.outbox.recent(1)), {})
+            err, status = last.get("last_error"), last.get("status")
+            if status in ("refused", "partial"):
+                msg = f"test alert refused by {where} ({err}); check the URL and its credentials (not retried)"
+            else:
+                msg = f"test alert not delivered to {where} ({err}); it stays in the outbox and will be retried by the daemon"
             raise SourceUnavailable(msg)
     finally:
         st.close()
-    print(f"test alert delivered to {', '.join(cfg.alerts.recipients)} via {cfg.alerts.transport} ({where})")
+    to = ", ".join(cfg.alerts.recipients) if cfg.alerts.transport != "none" else "the webhook"
+    print(f"test alert delivered to {to} via {where}")
     return 0
+
+
+def _alerts_where(cfg: Config, center: AlertCenter) -> str:
+    """Each channel and where it delivers (a webhook by host only: its URL may hold a token)."""
+    out = []
+    if cfg.alerts.transport == "maildir":
+        out.append(f"maildir ({cfg.maildir.resolve()})")
+    elif cfg.alerts.transport == "smtp":
+        out.append(f"smtp ({cfg.alerts.smtp.host}:{cfg.alerts.smtp.port})")
+    if center.webhook is not None:
+        out.append(f"webhook ({center.webhook.host})")
+    return " and ".join(out)
 
 
 def register(sub: Any) -> None:

@@ -26,6 +26,7 @@ from heliowatch.models.regions.tracking import match_position
 from heliowatch.models.runtime.runtime import Runtime
 from heliowatch.pipelines.alert_rules import Rules
 from heliowatch.pipelines.events import EventSource
+from heliowatch.pipelines.exports import ExportSettings
 from heliowatch.pipelines.flare_exports import export_files
 from heliowatch.pipelines.frames import VerifiedFrame
 from heliowatch.pipelines.products.base import Artifact, Batch, Catalogue, LedgerEntry, ProductRecord, run_split
@@ -74,11 +75,16 @@ class FlaresProduct:
     rules : Rules
         Alert thresholds.
     cnn : Runtime or None
-        The CNN of the occlusion maps (None: no maps).
+        The CNN whose probability each region records, and of the occlusion maps (None: neither).
     occlusion_threshold : float
         Regions with P(>=M) at or above it get an occlusion map.
+    occlusion_maps : {"operational", "always", "never"}
+        Draw maps only when the CNN's card says it is operational, always, or never: a map
+        takes ~0.7 s, and one from a synthetic-trained CNN explains no real forecast.
     clock : Clock or None
         When an issue was made (the system clock by default).
+    exports : ExportSettings or None
+        The model id of the CCMC Flare Scoreboard files of every issue.
     """
 
     name = ProductKind.FLARES.value
@@ -95,15 +101,23 @@ class FlaresProduct:
         rules: Rules,
         cnn: Runtime | None = None,
         occlusion_threshold: float = 0.5,
+        occlusion_maps: str = "operational",
         clock: Clock | None = None,
+        exports: ExportSettings | None = None,
     ) -> None:
         self.forecaster = forecaster
+        self.exports = exports or ExportSettings()
         self.events = events
         self.catalogue = catalogue
         self.outputs = outputs
         self.rules = rules
         self.cnn = cnn
         self.threshold = occlusion_threshold
+        self.draw_maps = cnn is not None and (
+            occlusion_maps == "always" or (occlusion_maps == "operational" and bool(cnn.info["operational"]))
+        )
+        if cnn is not None and not self.draw_maps and occlusion_maps == "operational":
+            log.info("occlusion_maps_off", cnn=cnn.info["name"], reason="its card says not operational (flares.occlusion_maps)")
         self.clock: Clock = clock or SystemClock()
         self.snapshot = FlaresSnapshot()
 
@@ -149,7 +163,7 @@ class FlaresProduct:
         self._attach_classes(regions)
         day = Path("forecasts") / issue_time.strftime("%Y-%m-%d")
         fd = self.forecaster.full_disk(regions, history, issue_time)
-        exports = [Artifact(day / name, data) for name, data in export_files(fd)]
+        exports = [Artifact(day / name, data) for name, data in export_files(fd, self.exports)]
         rows: list[tuple[str, str, float, int | None]] = [("full_disk", "C", fd.p_c, None), ("full_disk", "M", fd.p_m, None)]
         for r in regions:
             if r.noaa_ar:
@@ -209,7 +223,7 @@ class FlaresProduct:
         canvas = prepare_patch(inp.patch, lat=inp.lat)
         p_cnn = float(rt.predict(canvas[None, None])[0, 0])
         r.cnn = {"p": round(p_cnn, 4), **rt.info}
-        if r.p_m < self.threshold:
+        if r.p_m < self.threshold or not self.draw_maps:
             return []
         _, sens = occlusion_map(rt.predict, canvas)
         name = f"occlusion-harp{r.harpnum}-{r.t_rec_utc[:19].replace(':', '').replace('-', '')}.png"

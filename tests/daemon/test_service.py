@@ -181,8 +181,10 @@ def test_sigterm_stops_gracefully_and_notifies_systemd(sharp_archive: Path, tmp_
         assert p.returncode == 0, err
         while not any(m.startswith("STOPPING=1") for m in msgs):
             msgs.append(srv.recv(4096).decode())
-        events = [json.loads(x)["event"] for x in out.splitlines() if x.startswith("{")]
+        # Logs are on stderr (the journal takes both streams); stdout holds only the summary.
+        events = [json.loads(x)["event"] for x in err.splitlines() if x.startswith("{")]
         assert "signal" in events
+        assert "record(s) ingested" in out and not [x for x in out.splitlines() if x.startswith("{")]
         assert events[-1] == "run_finished"
     finally:
         srv.close()
@@ -259,20 +261,21 @@ def test_journald_priority_prefix() -> None:
 def test_readme_main_command_runs_the_demo(tmp_path: Path) -> None:
     p = run_cli("run", "--replay", "demo", "--once", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    assert "record(s) ingested" in p.stderr
+    assert p.stdout.startswith("heliowatch: ") and "record(s) ingested" in p.stdout
     summary = json.loads((tmp_path / "heliowatch-state" / "outputs" / "run-summary.json").read_text())
     assert summary["ingested"]["hmi.sharp_cea_720s_nrt"] == 3
     status = run_cli("status", cwd=tmp_path)
     assert status.returncode == 0
     assert json.loads(status.stdout)["records_per_series"]["hmi.sharp_cea_720s_nrt"] == 3
-    # One flare issue per SHARP cadence, with exports, occlusion maps above threshold and metrics.
+    # One flare issue per SHARP cadence, with exports and metrics; no occlusion maps, since the
+    # shipped CNN's card says it is not operational (flares.occlusion_maps = "operational").
     out = tmp_path / "heliowatch-state" / "outputs"
     issues = sorted(out.glob("forecasts/*/flare-forecast-*Z.json"))
-    assert len(issues) == 3 and len(list(out.glob("forecasts/*/flare-forecast-*.ccmc.json"))) == 3
+    assert len(issues) == 3
     first = json.loads(issues[0].read_text())
     assert first["regions"][0]["noaa_ar"] == 11158 and first["regions"][0]["p_m"] > 0.5
-    assert first["regions"][0]["occlusion_png"] and Path(first["regions"][0]["occlusion_png"]).exists()
-    assert first["regions"][0]["cnn"]["synthetic"] is True
+    assert first["regions"][0]["occlusion_png"] is None and not list(out.glob("forecasts/*/occlusion-*.png"))
+    assert first["regions"][0]["cnn"]["synthetic"] is True and first["regions"][0]["cnn"]["operational"] is False
     # NOAA 11158's forecast carries the class of the region detected there on the magnetograms.
     assert first["regions"][0]["mtwilson"] in {
         "alpha",
@@ -322,6 +325,7 @@ def test_readme_main_command_runs_the_demo(tmp_path: Path) -> None:
     assert summary["processed"] == {"data_health": 91, "regions": 28, "flares": 3, "jets": 60, "emergence": 28}
     _check_demo_emergence(tmp_path, out, prom)
     _check_demo_jets(tmp_path, out, prom)
+    _check_demo_exchange_formats(everything, issues)
     # Products see each other through the catalogue in time order: the 02:00 magnetogram's NOAA 11158
     # carries the HARP of the SHARP record of 01:59:26, whatever order the sources were polled in.
     last = next(r for r in regions if r["noaa_ar"] == 11158 and r["t_rec_utc"].startswith("2011-02-15T02:00"))
@@ -335,7 +339,7 @@ def _check_demo_emergence(tmp_path: Path, out: Path, prom: str) -> None:
     p = run_cli("products", "--product", "emergence_warning", cwd=tmp_path)
     (w,) = [x["payload"] for x in json.loads(p.stdout)["products"]]
     assert abs(w["hgs_lat"] - emerging["hgs_lat"]) < 7.5 and w["synthetic_model"] is True and w["probability"] >= 0.75
-    assert Path(w["map_png"]).exists() and json.loads(Path(w["hek_json"]).read_text())["event_type"] == "EF"
+    assert Path(w["map_png"]).exists() and json.loads(Path(w["hek_json"]).read_text())["Event_Type"] == "EF: EmergingFlux"
     # An emergence map for every magnetogram the product used (the QUALITY-flagged one is skipped).
     assert len(list(out.glob("emergence/*/emergence-map-*.png"))) == 28
     windows = json.loads(run_cli("products", "--product", "emergence", "--limit", "1000", cwd=tmp_path).stdout)["products"]
@@ -344,6 +348,59 @@ def _check_demo_emergence(tmp_path: Path, out: Path, prom: str) -> None:
     mails = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in maildir]
     assert len([m for m in mails if "flux emergence" in m["Subject"]]) == 1
     assert "heliowatch_emergence_warnings 1.0" in prom and "heliowatch_emergence_patches 408.0" in prom
+
+
+def _check_demo_exchange_formats(products: list[dict], issues: list[Path]) -> None:
+    """Every product event of the demo has its community formats: CCMC submissions, HEK fields, VOEvents."""
+    import xml.etree.ElementTree as ET
+
+    import xmlschema
+
+    from heliowatch.pipelines.exports import check_hek
+    from heliowatch.pipelines.flare_exports import CCMC_COLUMNS
+
+    # CCMC Flare Scoreboard: a text and a JSON submission beside each issue, with every documented field.
+    for issue in issues:
+        fd = json.loads(issue.read_text())
+        stamp = fd["issue_time"][:16].replace("-", "").replace(":", "").replace("T", "_")
+        txt = issue.parent / f"Flare_Forecast_heliowatch_0.1_{stamp}.txt"
+        lines = txt.read_text().splitlines()
+        header = dict(line.split(": ", 1) for line in lines[:7])
+        assert list(header) == [
+            "Forecasting method",
+            "Issue Time",
+            "Prediction Window Start Time",
+            "Prediction Window End Time",
+            "Probability Bins",
+            "Input data",
+            "Prediction window (hours)",
+        ]
+        assert header["Forecasting method"] == "heliowatch_0.1" and header["Prediction window (hours)"] == "24"
+        rows = [line.split() for line in lines[7:] if not line.startswith("#")]
+        assert len(rows[0]) == len(CCMC_COLUMNS) and float(rows[0][3]) == round(fd["p_m"], 4)
+        noaa = {r["noaa_ar"] for r in fd["regions"] if r["noaa_ar"]}
+        assert {int(r[0]) for r in rows[1:]} == noaa and all(len(r) == len(CCMC_COLUMNS) + 1 for r in rows[1:])
+        sub = json.loads(txt.with_suffix(".json").read_text())["forecast_submission"]
+        assert sub["model"]["short_name"] == "heliowatch_0.1" and sub["issue_time"] == header["Issue Time"]
+        (full,) = sub["full_disk_forecasts"]
+        assert set(full["prediction_window"]) == {"start_time", "end_time"}
+        assert [p["class"] for p in full["flare_probabilities"]] == ["C+", "M+", "X+"]
+        assert len(sub["region_forecasts"]) == len(fd["regions"])
+        assert all({i["type"] for i in r["region_ids"]} <= {"NOAA", "HARP"} for r in sub["region_forecasts"])
+    # HEK fields and a schema-valid VOEvent for every region (per frame), jet and emergence warning.
+    xsd = xmlschema.XMLSchema(str(ROOT / "pipelines" / "data" / "formats" / "VOEvent-v2.0.xsd"))
+    events = [p for p in products if p["product"] in ("region", "jet", "emergence_warning")]
+    assert len(events) == 37
+    ivorns = set()
+    for p in events:
+        hek = json.loads(Path(p["payload"]["hek_json"]).read_text())
+        assert check_hek(hek) == [], (p["key"], check_hek(hek))
+        packet = Path(p["payload"]["voevent_xml"]).read_text()
+        xsd.validate(packet)
+        root = ET.fromstring(packet)
+        assert root.get("role") == "test"  # a replay's events
+        ivorns.add(root.get("ivorn"))
+    assert len(ivorns) == len(events)
 
 
 def _check_demo_jets(tmp_path: Path, out: Path, prom: str) -> None:
@@ -362,7 +419,8 @@ def _check_demo_jets(tmp_path: Path, out: Path, prom: str) -> None:
     for key in ("strip_png", "movie_gif", "overview_png", "hek_json", "voevent_xml"):
         assert Path(ev[key]).exists(), key
     hek = json.loads(Path(ev["hek_json"]).read_text())
-    assert hek["event_type"] == "CJ" and hek["event_coordsys"] == "UTC-HGS-TOPO"
+    assert hek["Event_Type"] == "CJ: CoronalJet" and hek["Event_CoordSys"] == "UTC-HPC-TOPO"
+    assert [hek["Event_Coord1"], hek["Event_Coord2"]] == [round(v, 3) for v in ev["base_hpc_arcsec"]]
     maildir = (tmp_path / "heliowatch-state" / "maildir" / "new").iterdir()
     mails = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in maildir]
     jets = [m for m in mails if "coronal jet" in m["Subject"]]
