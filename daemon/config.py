@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from heliowatch.daemon.errors import ConfigError
 
@@ -51,6 +52,13 @@ __all__ = [
 
 ENV_PREFIX = "HELIOWATCH_"
 
+#: A config file is a few kB; a bigger one is a mistake (or an attack), refused unread.
+MAX_CONFIG_BYTES = 1 << 20
+#: No value needs more (the longest are URLs and paths).
+MAX_STRING_CHARS = 4096
+#: Longest file name component (the kernel's NAME_MAX).
+MAX_NAME_BYTES = 255
+
 
 class Secret(str):
     """A string whose ``repr`` and ``str`` formatting in logs never show the value.
@@ -76,6 +84,12 @@ class Secret(str):
 Check = Callable[[Any], str | None]
 
 
+def _short(v: Any) -> str:
+    """A value for an error message: its repr, cut short (a hostile one may be megabytes)."""
+    text = repr(v)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
 def _opt(default: Any, doc: str, check: Check | None = None, *, factory: bool = False) -> Any:
     meta = {"doc": doc, "check": check}
     if factory:
@@ -85,18 +99,18 @@ def _opt(default: Any, doc: str, check: Check | None = None, *, factory: bool = 
 
 def _range(lo: float, hi: float) -> Check:
     def check(v: Any) -> str | None:
-        return None if lo <= v <= hi else f"must be {lo:g}..{hi:g} (got {v!r})"
+        return None if lo <= v <= hi else f"must be {lo:g}..{hi:g} (got {_short(v)})"
 
     return check
 
 
 def _positive(v: Any) -> str | None:
-    return None if v > 0 else f"must be > 0 (got {v!r})"
+    return None if v > 0 else f"must be > 0 (got {_short(v)})"
 
 
 def _choice(*options: str) -> Check:
     def check(v: Any) -> str | None:
-        return None if v in options else f"must be one of {', '.join(map(repr, options))} (got {v!r})"
+        return None if v in options else f"must be one of {', '.join(map(repr, options))} (got {_short(v)})"
 
     return check
 
@@ -105,7 +119,7 @@ _SERIES_RE = re.compile(r"^[A-Za-z][\w]*\.[\w]+$")
 
 
 def _series_name(v: Any) -> str | None:
-    return None if _SERIES_RE.match(v) else f"not a DRMS series name like 'hmi.M_720s_nrt' (got {v!r})"
+    return None if _SERIES_RE.match(v) else f"not a DRMS series name like 'hmi.M_720s_nrt' (got {_short(v)})"
 
 
 def _email(v: Any) -> str | None:
@@ -124,7 +138,32 @@ def _wavelengths(v: Any) -> str | None:
 
 
 def _host(v: Any) -> str | None:
-    return None if v and not any(c.isspace() for c in v) else f"must be a host name or address (got {v!r})"
+    return None if v and not any(c.isspace() for c in v) else f"must be a host name or address (got {_short(v)})"
+
+
+_DB_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\+[A-Za-z0-9_]+)?://")
+
+
+def _split_url(v: str) -> SplitResult | None:
+    """``v`` split as a URL, or None when it is not one (a bad port included)."""
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return None
+    return parts
+
+
+def _db_url(v: Any) -> str | None:
+    # The value is never quoted back: a database URL may hold a password.
+    if not v:
+        return None
+    parts = _split_url(v)
+    if parts is None or not _DB_URL_RE.match(v) or any(c.isspace() or c == "\0" for c in v):
+        return "not an SQLAlchemy URL like sqlite:////var/lib/heliowatch/state.sqlite (value not shown: it may hold a password)"
+    if parts.scheme.split("+")[0] == "sqlite" and v.count("/") < 3:
+        return "an SQLite URL needs a path: sqlite:///relative/file or sqlite:////absolute/file"
+    return None
 
 
 @dataclass(frozen=True)
@@ -209,7 +248,7 @@ class ReplayConfig:
 class StateConfig:
     """[state]: the state database (high-water marks, ingested frames, processed keys)."""
 
-    url: str = _opt("", "SQLAlchemy URL; empty means sqlite:///<state_dir>/state.sqlite")
+    url: str = _opt("", "SQLAlchemy URL; empty means sqlite:///<state_dir>/state.sqlite", _db_url)
 
 
 @dataclass(frozen=True)
@@ -397,18 +436,14 @@ def _webhook_url(v: Any) -> str | None:
     s = v.reveal() if isinstance(v, Secret) else v
     if not s:
         return None
-    try:
-        parts = urlsplit(s)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        parts = None
+    parts = _split_url(s)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http:// or https:// URL with a host (the value is not shown: it may hold a token)"
     return None
 
 
 def _header_name(v: Any) -> str | None:
-    return None if re.match(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]*$", v) else f"not an HTTP header name (got {v!r})"
+    return None if re.match(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]*$", v) else f"not an HTTP header name (got {_short(v)})"
 
 
 @dataclass(frozen=True)
@@ -466,7 +501,7 @@ class AlertsConfig:
 class StoreConfig:
     """[store]: the products store."""
 
-    url: str = _opt("", "SQLAlchemy URL; empty means the state database")
+    url: str = _opt("", "SQLAlchemy URL; empty means the state database", _db_url)
     retention_days: float = _opt(365.0, "products older than this are purged", _positive)
 
 
@@ -507,7 +542,7 @@ def _model_id(v: Any) -> str | None:
 
 def _authority(v: Any) -> str | None:
     ok = _AUTHORITY_RE.match(v)
-    return None if ok else f"must be an IVOA authority id like 'heliowatch.example.org' (got {v!r})"
+    return None if ok else f"must be an IVOA authority id like 'heliowatch.example.org' (got {_short(v)})"
 
 
 def _nonempty(v: Any) -> str | None:
@@ -610,10 +645,14 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, path: tuple[str, ...]) -> Any:
     """Check ``value`` against the annotated type ``tp`` and convert paths/secrets."""
     origin = typing.get_origin(tp)
+    if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+        msg = f"is {len(value)} characters long (at most {MAX_STRING_CHARS})"
+        raise ConfigError(msg, path)
     if tp is Path:
         if not isinstance(value, str):
             msg = f"must be a path string (got {type(value).__name__})"
             raise ConfigError(msg, path)
+        _check_path_text(value, path)
         return Path(value).expanduser()
     if tp is Secret:
         if not isinstance(value, str):
@@ -622,28 +661,35 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...]) -> Any:
         return Secret(value)
     if tp is bool:
         if not isinstance(value, bool):
-            msg = f"must be true or false (got {value!r})"
+            msg = f"must be true or false (got {_short(value)})"
             raise ConfigError(msg, path)
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            msg = f"must be an integer (got {value!r})"
+            msg = f"must be an integer (got {_short(value)})"
             raise ConfigError(msg, path)
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            msg = f"must be a number (got {value!r})"
+            msg = f"must be a number (got {_short(value)})"
             raise ConfigError(msg, path)
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            number = math.inf
+        if not math.isfinite(number):
+            msg = f"must be a finite number (got {_short(value)})"
+            raise ConfigError(msg, path)
+        return number
     if tp is str:
         if not isinstance(value, str):
-            msg = f"must be a string (got {value!r})"
+            msg = f"must be a string (got {_short(value)})"
             raise ConfigError(msg, path)
         return value
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
-            msg = f"must be a list of {_type_name(inner)} (got {value!r})"
+            msg = f"must be a list of {_type_name(inner)} (got {_short(value)})"
             raise ConfigError(msg, path)
         return [_coerce(v, inner, (*path[:-1], f"{path[-1]}[{i}]")) for i, v in enumerate(value)]
     if origin in (types.UnionType, typing.Union):
@@ -651,6 +697,41 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...]) -> Any:
         raise ConfigError(msg, path)
     msg = f"internal: unsupported type {tp!r}"
     raise ConfigError(msg, path)
+
+
+def _check_path_text(value: str, key: tuple[str, ...]) -> None:
+    """A path the OS can use: no NUL, no component longer than NAME_MAX."""
+    if "\0" in value:
+        msg = "must not contain a NUL character"
+        raise ConfigError(msg, key)
+    long = next((part for part in value.split("/") if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES), None)
+    if long is not None:
+        msg = f"has a file name of {len(long.encode('utf-8', 'surrogateescape'))} bytes (at most {MAX_NAME_BYTES})"
+        raise ConfigError(msg, key)
+
+
+def _check_dirs(cfg: Config) -> None:
+    """Directory keys that name an existing file (not a directory) are refused at load."""
+    dirs = {
+        ("daemon", "state_dir"): cfg.daemon.state_dir,
+        ("daemon", "output_dir"): cfg.daemon.output_dir,
+        ("models", "export_dir"): cfg.models.export_dir,
+        ("models", "weights_dir"): cfg.models.weights_dir,
+        ("models", "trt_cache_dir"): cfg.models.trt_cache_dir,
+        ("alerts", "maildir"): cfg.alerts.maildir,
+        ("regions", "srs_dir"): cfg.regions.srs_dir,
+        ("jets", "calibration_tables_dir"): cfg.jets.calibration_tables_dir,
+    }
+    for key, p in dirs.items():
+        if not _is_set(p):
+            continue
+        try:
+            is_file = p.exists() and not p.is_dir()
+        except OSError:  # ENAMETOOLONG and the like: the start-up check reports it in one line
+            is_file = False
+        if is_file:
+            msg = f"{p} is a file, not a directory"
+            raise ConfigError(msg, key)
 
 
 def _build(cls: type, data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -698,7 +779,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
+        # RecursionError: "[[[[...": ValueError: an integer of thousands of digits; both are a plain string.
+        except (tomllib.TOMLDecodeError, RecursionError, ValueError):
             value = raw
         node = out
         for p in parts[:-1]:
@@ -787,22 +869,13 @@ def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None =
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError as e:
-            msg = f"config file {path} does not exist"
-            raise ConfigError(msg) from e
-        except tomllib.TOMLDecodeError as e:
-            msg = f"{path} is not valid TOML: {e}"
-            raise ConfigError(msg) from e
-        except OSError as e:
-            msg = f"cannot read config file {path}: {e.strerror}"
-            raise ConfigError(msg) from e
+        data = _read_toml(Path(path))
         # Where the file was named, not where a symlink points: the repository's config.toml links
         # to the packaged default, and its demo state belongs beside the link.
         _anchor_dirs(data, Path(os.path.abspath(path)).parent)
     _merge(data, _env_overrides(environ))
     cfg: Config = _build(Config, data, ())
+    _check_dirs(cfg)
     secret = _read_credential(cfg.jsoc.email_file, environ, ("jsoc", "email_file"))
     if secret is not None:
         problem = _email(secret)
@@ -818,6 +891,38 @@ def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None =
         msg = "a username needs a password (HELIOWATCH_ALERTS__SMTP__PASSWORD or password_file)"
         raise ConfigError(msg, ("alerts", "smtp", "password"))
     return _with_webhook_secrets(cfg, environ)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """Parse a config file; every way it can be unreadable is a one-line ConfigError."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError as e:
+        msg = f"config file {path} does not exist"
+        raise ConfigError(msg) from e
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+        msg = f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}"
+        raise ConfigError(msg) from e
+    if len(raw) > MAX_CONFIG_BYTES:
+        msg = f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?"
+        raise ConfigError(msg)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        msg = f"{path} is not UTF-8 text (byte {e.start} is 0x{raw[e.start]:02x}); TOML files are UTF-8"
+        raise ConfigError(msg) from e
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = f"{path} is not valid TOML: {e}"
+        raise ConfigError(msg) from e
+    except RecursionError as e:  # tomllib recurses once per nesting level
+        msg = f"{path} nests arrays or tables too deeply"
+        raise ConfigError(msg) from e
+    except ValueError as e:  # an integer of thousands of digits (int max_str_digits)
+        msg = f"{path} is not valid TOML: {str(e)[:120]}"
+        raise ConfigError(msg) from e
 
 
 def _with_webhook_secrets(cfg: Config, environ: Mapping[str, str]) -> Config:

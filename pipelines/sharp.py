@@ -86,7 +86,13 @@ def sharp_input(primary: FitsFrame, segments: dict[str, FitsFrame], *, file: str
     ------
     UsageError
         If the record is not a SHARP CEA patch (no T_REC, not CEA).
+    DataRejected
+        With reason ``corrupt`` if its segments disagree on the patch's shape.
     """
+    shapes = {seg: f.data.shape for seg, f in segments.items()}
+    if len({primary.data.shape, *shapes.values()}) > 1:
+        msg = f"{Path(file).name}: the record's segments have different shapes {shapes}"
+        raise DataRejected(msg, "corrupt")
     kw = primary.keyword
     if not str(kw("CTYPE1", "")).endswith("CEA") or not kw("T_REC"):
         msg = f"{Path(file).name}: not a SHARP CEA patch (needs CTYPE1 *-CEA and T_REC)"

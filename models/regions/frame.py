@@ -136,6 +136,10 @@ def prepare_disk(image: Image, *, name: str = "frame", max_side: int = 1024) -> 
         b0_deg=values["CRLT_OBS"],
         crota_deg=rest,
     )
+    if not np.isfinite(geo.mu).any():
+        # Every later measure is a median or a sum over the disk: with none there is nothing to detect.
+        msg = f"{name}: no pixel of the image is on the solar disk (check CRPIX1/2, CDELT1 and DSUN_OBS)"
+        raise UsageError(msg)
     try:
         l0 = float(kw("CRLN_OBS", 0.0) or 0.0)
     except (TypeError, ValueError):
