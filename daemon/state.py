@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from heliowatch.models.core.times import Clock, SystemClock, iso_utc
+from heliowatch.pipelines.errors import local_io_error
 from heliowatch.pipelines.fanout import PendingRecord
 from heliowatch.pipelines.ingest import FrameRecord
 
@@ -94,7 +95,21 @@ rejects = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("final", sa.Boolean, nullable=False),
     sa.Column("last_utc", sa.String(32), nullable=False),
+    # Out of attempts for a transfer or file fault: parked, not given up. Polls skip it until
+    # `heliowatch rejects --requeue` or the gap audit puts it back in the queue.
+    sa.Column("deferred", sa.Boolean, nullable=False, server_default=sa.false()),
 )
+
+
+def _local_write_failure(ctx: sa.engine.ExceptionContext) -> None:
+    """A SQLite file that cannot be written (disk full, read-only) as :class:`LocalIOError`, not a DB error.
+
+    Every write through this engine (the state, and the product store and outbox sharing it)
+    then fails the same typed way, which the daemon logs on one line, counts and retries.
+    """
+    err = local_io_error(ctx.original_exception, "state")
+    if err is not None:
+        raise err from ctx.original_exception
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
@@ -123,7 +138,24 @@ class StateStore:
         self.engine: Engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "handle_error", _local_write_failure)
         metadata.create_all(self.engine)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a state database made by an older heliowatch up to this schema (columns added since)."""
+        cols = {c["name"] for c in sa.inspect(self.engine).get_columns("rejects")}
+        if "deferred" in cols:
+            return
+        with self.engine.begin() as c:
+            c.execute(sa.text("ALTER TABLE rejects ADD COLUMN deferred BOOLEAN NOT NULL DEFAULT FALSE"))
+            # Older versions gave transfer faults up for good after their attempts: they are
+            # deferred now (re-queueable), and only a bad QUALITY word stays final.
+            c.execute(
+                rejects.update()
+                .where(rejects.c.final.is_(True), rejects.c.reason != "quality")
+                .values(final=False, deferred=True)
+            )
 
     def close(self) -> None:
         """Dispose of the connection pool."""
@@ -256,43 +288,88 @@ class StateStore:
     def note_reject(self, series: str, record: str, reason: str, *, t_rec_utc: str, final: bool, max_attempts: int) -> int:
         """Count a failed attempt at a record; returns the attempt count.
 
-        A record is marked final (never retried) when ``final`` is true (e.g. bad QUALITY)
-        or after ``max_attempts`` failures.
+        A record is marked final (never retried) when ``final`` is true (a bad QUALITY word);
+        any other reject is *deferred* after ``max_attempts`` failures: no longer retried by the
+        polls, but kept for :meth:`requeue` (``heliowatch rejects --requeue``, the gap audit).
         """
         now = self._now()
         with self.engine.begin() as c:
             row = c.execute(sa.select(rejects.c.attempts).where(rejects.c.series == series, rejects.c.record == record)).first()
             attempts = 1 if row is None else row[0] + 1
-            is_final = final or attempts >= max_attempts
+            values = {
+                "reason": reason,
+                "attempts": attempts,
+                "final": final,
+                "deferred": not final and attempts >= max_attempts,
+                "last_utc": now,
+            }
             if row is None:
-                c.execute(
-                    rejects.insert().values(
-                        series=series,
-                        record=record,
-                        reason=reason,
-                        t_rec_utc=t_rec_utc,
-                        attempts=attempts,
-                        final=is_final,
-                        last_utc=now,
-                    )
-                )
+                c.execute(rejects.insert().values(series=series, record=record, t_rec_utc=t_rec_utc, **values))
             else:
-                c.execute(
-                    rejects.update()
-                    .where(rejects.c.series == series, rejects.c.record == record)
-                    .values(reason=reason, attempts=attempts, final=is_final, last_utc=now)
-                )
+                c.execute(rejects.update().where(rejects.c.series == series, rejects.c.record == record).values(**values))
         return attempts
+
+    def _retryable(self) -> Any:
+        return rejects.c.final.is_(False) & rejects.c.deferred.is_(False)
 
     def oldest_retry(self, series: str) -> str | None:
         """T_REC (UTC) of the oldest record of ``series`` still to be retried, if any.
 
-        The next poll must reach back to it even if the high-water mark has moved on.
+        The next poll must reach back to it even if the high-water mark has moved on (a
+        deferred record does not hold the window open: it comes back only when re-queued).
         """
         with self.engine.connect() as c:
             return c.execute(
-                sa.select(sa.func.min(rejects.c.t_rec_utc)).where(rejects.c.series == series, rejects.c.final.is_(False))
+                sa.select(sa.func.min(rejects.c.t_rec_utc)).where(rejects.c.series == series, self._retryable())
             ).scalar_one()
+
+    def deferred_rejects(self, series: str) -> set[str]:
+        """Records of ``series`` parked after their attempts (skipped by polls until re-queued)."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(rejects.c.record).where(rejects.c.series == series, rejects.c.deferred.is_(True))).all()
+        return {r[0] for r in rows}
+
+    def retryable_among(self, series: str, records: Iterable[str]) -> set[str]:
+        """The ``records`` of ``series`` that are rejects still to be retried (neither final nor deferred)."""
+        recs = list(records)
+        out: set[str] = set()
+        with self.engine.connect() as c:
+            for i in range(0, len(recs), 500):
+                q = sa.select(rejects.c.record).where(
+                    rejects.c.series == series, rejects.c.record.in_(recs[i : i + 500]), self._retryable()
+                )
+                out |= {r[0] for r in c.execute(q)}
+        return out
+
+    def requeue(self, series: str | None = None, *, records: Iterable[str] | None = None, reason: str | None = None) -> int:
+        """Put deferred rejects back in the queue (attempts start again from zero); returns how many.
+
+        ``series``, ``records`` and ``reason`` narrow what is re-queued; a final reject (bad
+        QUALITY) is never re-queued: the data itself is flagged.
+        """
+        where: Any = rejects.c.deferred.is_(True)
+        if series is not None:
+            where &= rejects.c.series == series
+        if reason is not None:
+            where &= rejects.c.reason == reason
+        with self.engine.begin() as c:
+            if records is None:
+                return int(c.execute(rejects.update().where(where).values(deferred=False, attempts=0)).rowcount or 0)
+            names, n = list(records), 0
+            for i in range(0, len(names), 500):
+                w = where & rejects.c.record.in_(names[i : i + 500])
+                n += int(c.execute(rejects.update().where(w).values(deferred=False, attempts=0)).rowcount or 0)
+        return n
+
+    def reject_counts(self) -> dict[str, dict[str, int]]:
+        """Per series: rejects that are ``retrying``, ``deferred`` or ``final``."""
+        state = sa.case((rejects.c.final.is_(True), "final"), (rejects.c.deferred.is_(True), "deferred"), else_="retrying")
+        q = sa.select(rejects.c.series, state, sa.func.count()).group_by(rejects.c.series, state)
+        out: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as c:
+            for series, st, n in c.execute(q):
+                out.setdefault(series, dict.fromkeys(("retrying", "deferred", "final"), 0))[st] = int(n)
+        return out
 
     def final_rejects(self, series: str) -> set[str]:
         """Records of ``series`` that will not be retried."""
@@ -300,10 +377,13 @@ class StateStore:
             rows = c.execute(sa.select(rejects.c.record).where(rejects.c.series == series, rejects.c.final.is_(True))).all()
         return {r[0] for r in rows}
 
-    def reject_summary(self) -> list[dict[str, Any]]:
-        """All rejected records with their reasons and attempt counts."""
+    def reject_summary(self, series: str | None = None) -> list[dict[str, Any]]:
+        """All rejected records (of ``series``) with their reasons, attempt counts and whether final or deferred."""
+        q = sa.select(rejects).order_by(rejects.c.last_utc.desc(), rejects.c.record)
+        if series is not None:
+            q = q.where(rejects.c.series == series)
         with self.engine.connect() as c:
-            return [dict(r._mapping) for r in c.execute(sa.select(rejects).order_by(rejects.c.last_utc.desc()))]
+            return [{**r._mapping, "final": bool(r.final), "deferred": bool(r.deferred)} for r in c.execute(q)]
 
     # -- processed keys ---------------------------------------------------------------------
     def mark_processed(self, product: str, keys: list[str], *, state: dict[str, Any] | None = None, scope: str = "live") -> None:

@@ -19,6 +19,7 @@ It owns everything the JSOC needs handled with care (stack-notes A1):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import math
@@ -28,7 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -40,7 +41,7 @@ from drms.exceptions import DrmsError
 from drms.json import HttpJsonClient, HttpJsonRequest
 
 from heliowatch.models.core.times import tai_to_utc
-from heliowatch.pipelines.errors import DataRejected, SourceUnavailable
+from heliowatch.pipelines.errors import DataRejected, SourceUnavailable, local_io_error
 from heliowatch.pipelines.fitsio import FitsFrame, parse_quality, read_fits
 
 __all__ = ["Download", "JsocClient", "JsocObserver", "RemoteRecord", "RetryPolicy", "make_server_config"]
@@ -372,9 +373,10 @@ class JsocClient:
         SourceUnavailable
             If the server cannot be reached after retries.
         """
-        dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
         digest: dict[str, Any] = {}
+        with _local_writes(part):
+            dest.parent.mkdir(parents=True, exist_ok=True)
 
         def fetch() -> None:
             h = hashlib.sha256()
@@ -385,7 +387,8 @@ class JsocClient:
                     msg = f"{url}: {int(length) / 1e6:.1f} MB exceeds the {self.max_file_bytes / 1e6:.0f} MB limit"
                     raise DataRejected(msg, "size")
                 got = 0
-                with open(part, "wb") as f:
+                # A full disk or a read-only frame store is not a JSOC failure: raised past the retries.
+                with _local_writes(part), open(part, "wb") as f:
                     while chunk := resp.read(1 << 20):
                         got += len(chunk)
                         if got > self.max_file_bytes:
@@ -406,9 +409,24 @@ class JsocClient:
         except BaseException:
             part.unlink(missing_ok=True)
             raise
-        os.replace(part, dest)
+        with _local_writes(part):
+            os.replace(part, dest)
         frame.path = dest
         return Download(frame=frame, size=int(digest["size"]), sha256=str(digest["sha256"]))
+
+
+@contextlib.contextmanager
+def _local_writes(path: Path) -> Iterator[None]:
+    """Local write failures (disk full, read-only, permissions) as :class:`LocalIOError`, other errors as they are."""
+    try:
+        yield
+    except OSError as e:
+        err = local_io_error(e, "frames", path)
+        if err is None:
+            raise
+        with contextlib.suppress(OSError):  # a read-only store may refuse even this
+            path.unlink(missing_ok=True)
+        raise err from e
 
 
 def _int_or_none(v: Any) -> int | None:

@@ -2,8 +2,9 @@
 # Set up and run heliowatch's whole test suite (the README's test command; .ci/run calls it).
 #
 # 1. Debian packages for the end-to-end tests: promtool (prometheus), chromium, postgresql,
-#    systemd-analyze (systemd). Installed when running as root with apt; otherwise those tests
-#    skip locally with a reason (under CI=true they fail instead).
+#    systemd-analyze (systemd), faketime (libfaketime, for the wall-clock step test). Installed when
+#    running as root with apt; otherwise those tests skip locally with a reason (under CI=true they
+#    fail instead). The full-disk and read-only tests mount small tmpfs file systems: root only.
 # 2. A private PostgreSQL on 127.0.0.1 for the store/state tests, stopped at exit.
 # 3. The virtual environment with the cpu and test extras, then pytest.
 set -euo pipefail
@@ -14,6 +15,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   command -v promtool >/dev/null 2>&1 || need="$need prometheus"
   command -v chromium >/dev/null 2>&1 || need="$need chromium"
   command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+  command -v faketime >/dev/null 2>&1 || need="$need faketime"
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
   if [ -n "$need" ]; then
     echo "tests/run.sh: installing Debian packages:$need" >&2
