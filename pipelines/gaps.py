@@ -7,7 +7,8 @@ Each slot is one of:
 
 - ``ingested``: a record of that slot is in the frame store;
 - ``rejected``: the JSOC has it, ingest refused it (bad QUALITY: final; a transfer or file fault:
-  deferred, retried by the daemon and by ``heliowatch backfill --gaps``);
+  retried by the daemon with backoff, then deferred; the audit re-queues the deferred records it
+  finds at the source, so the daemon and ``heliowatch backfill --gaps`` fetch them again);
 - ``not_ingested``: the JSOC has it, heliowatch does not (yet);
 - ``missing_at_source``: the JSOC lists no record for the slot.
 
@@ -70,6 +71,8 @@ class GapReport:
     end_utc: str
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
     ranges: list[SlotRange] = field(default_factory=list)
+    #: Deferred rejects of the range put back in the queue by this audit.
+    requeued: int = 0
 
     @property
     def expected(self) -> int:
@@ -95,6 +98,7 @@ class GapReport:
             "expected_slots": self.expected,
             "coverage": None if math.isnan(self.coverage) else round(self.coverage, 6),
             "counts": dict(self.counts),
+            "requeued": self.requeued,
             "missing": [g.as_dict() for g in self.ranges if g.state != "ingested"],
         }
 

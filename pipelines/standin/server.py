@@ -6,7 +6,10 @@ It implements the CGI calls drms makes (stack-notes A1.3) with JSOC's JSON shape
 SUMS-like paths (``url_quick``/``as-is``) and export directories (``url``/``fits``).
 Keyword values are strings, missing values are ``MISSING``, unknown keywords
 ``Invalid KeyLink``, unknown segments ``InvalidSegName``; errors are
-``{"status": 1, "error": ...}``. Only one asynchronous export may be pending per requester
+``{"status": 1, "error": ...}``, and so is every malformed request (a bad record set, a
+non-integer ``n``, a filter the stand-in cannot match, an unexpected failure): the stand-in never
+drops a connection with a traceback, and never compiles a client's text as a regular expression
+(:mod:`~heliowatch.pipelines.standin.series_filter`). Only one asynchronous export may be pending per requester
 (JSOC's status 7). With a :class:`ReplayClock`, records appear as the clock passes them and
 their ``DATE`` keyword (processing time, the latency measure) is their appearance time.
 """
@@ -33,6 +36,7 @@ from astropy.io import fits
 from heliowatch.pipelines.standin.archive import SERIES_PRIMEKEYS, TIME_KEYS, Archive, ArchiveRecord, ReplayClock
 from heliowatch.pipelines.standin.faults import FaultSpec
 from heliowatch.pipelines.standin.recordset import RecordSetError, parse_recordset
+from heliowatch.pipelines.standin.series_filter import FilterError, compile_filter
 
 __all__ = ["StandinServer"]
 
@@ -243,10 +247,17 @@ class _Handler(BaseHTTPRequestHandler):
                 handler(q)
             else:
                 self._download(path)
-        except RecordSetError as e:
-            self._error(str(e))
         except (BrokenPipeError, ConnectionResetError):
             return
+        except (RecordSetError, FilterError) as e:
+            self._error(str(e))
+        # Whatever else a malformed request trips over is still answered as the JSOC answers an
+        # error, not with a dropped connection and a traceback on the server's stderr.
+        except Exception as e:
+            try:
+                self._error(f"{self.path.split('?')[0]}: cannot process the request ({type(e).__name__}: {str(e)[:200]})")
+            except OSError:
+                return
 
     # -- CGIs -------------------------------------------------------------------------------
     def _check_address(self, q: dict[str, str]) -> None:
@@ -257,10 +268,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"status": 2, "msg": "Email address is registered"})
 
     def _show_series(self, q: dict[str, str]) -> None:
-        flt = q.get("filter", "")
+        matches = compile_filter(q.get("filter", ""))
         names = []
         for name in self.standin.archive.series_names():
-            if flt and not re.search(flt, name):
+            if not matches(name):
                 continue
             base = next((b for b, al in self.standin.archive.serve_as.items() if name in al), name)
             names.append({"name": name, "primekeys": ",".join(SERIES_PRIMEKEYS.get(base, [])), "note": "stand-in"})
@@ -274,9 +285,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif op in ("rs_list", "rs_summary"):
             rs = parse_recordset(ds)
             recs = self.standin.archive.select(rs, now=self.standin.now())
-            n = q.get("n")
-            if n:
-                k = int(n)
+            k = _int_param(q.get("n"), "n")
+            if k:
                 recs = recs[k:] if k < 0 else recs[:k]
             if op == "rs_summary":
                 self._json({"count": len(recs), "runtime": 0.01, "status": 0})
@@ -377,8 +387,8 @@ class _Handler(BaseHTTPRequestHandler):
         rs = parse_recordset(q.get("ds", ""))
         recs = s.archive.select(rs, now=s.now())
         n = q.get("process=n")
-        if n and n.split("|")[0] not in ("", "0"):
-            k = int(n.split("|")[0])
+        k = _int_param((n or "").split("|")[0], "process=n")
+        if k:
             recs = recs[k:] if k < 0 else recs[:k]
         processes = _processes(n or "")
         unknown = [p for p in processes if p != "im_patch"]
@@ -468,7 +478,7 @@ class _Handler(BaseHTTPRequestHandler):
         s = self.standin
         target: Path | None = None
         if path.startswith("/export/"):
-            _, _, rid, fname = path.split("/", 3)
+            _, _, rid, fname = [*path.split("/", 3), ""][:4]
             e = s.state.exports.get(rid)
             if e is not None:
                 target = next((p for _, f, p in e.files if f == fname), None)
@@ -493,6 +503,17 @@ class _Handler(BaseHTTPRequestHandler):
                 b[i] = (b[i] * 7 + 13) % 256
             body = bytes(b)
         self._send(200, body, "application/octet-stream")
+
+
+def _int_param(value: str | None, name: str) -> int:
+    """An integer query parameter (``n=``): 0 when absent; a RecordSetError (JSOC's error) when not an integer."""
+    if value is None or not value.strip():
+        return 0
+    try:
+        return int(value.strip())
+    except ValueError:
+        msg = f"{name}={value[:40]!r} is not an integer"
+        raise RecordSetError(msg) from None
 
 
 def _processes(n: str) -> dict[str, dict[str, str]]:
