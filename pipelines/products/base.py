@@ -204,6 +204,23 @@ class Catalogue:
             kept = [h for h in self._harps if (h.get("harpnum"), h["t_rec_utc"]) not in new]
             self._harps = self._prune(kept + [dict(h) for h in harps], self.keep_hours)
 
+    def entries(self, kind: str) -> list[dict[str, Any]]:
+        """Every entry of ``kind`` (``regions`` or ``harps``) as held: what its publisher saves in its state."""
+        with self._lock:
+            return [dict(e) for e in (self._regions if kind == "regions" else self._harps)]
+
+    def replace(self, kind: str, entries: list[dict[str, Any]]) -> None:
+        """Put back the entries of ``kind`` that :meth:`entries` gave (a publisher's restored state).
+
+        The catalogue lives in memory: without this, a restart would forget what the products
+        processed before it published, and the next forecast would miss the regions' classes.
+        """
+        with self._lock:
+            if kind == "regions":
+                self._regions = [dict(e) for e in entries]
+            else:
+                self._harps = [dict(e) for e in entries]
+
     def regions(self, t_utc: str, *, max_hours: float = 3.0) -> list[dict[str, Any]]:
         """Detections within ``max_hours`` of ``t_utc`` (either side)."""
         with self._lock:
