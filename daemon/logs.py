@@ -6,7 +6,8 @@ both streams to the journal. drms calls ``logging.basicConfig`` at import time (
 A1.1), which would print a second, non-JSON copy of its lines; :func:`configure_logging`
 replaces the root handlers, and Python warnings are logged through the same renderer rather
 than printed. Tracebacks are rendered without local variables so e-mail addresses and
-passwords held in locals cannot leak into the journal.
+passwords held in locals cannot leak into the journal, and every rendered line (a traceback's
+text included) has the passwords of the URLs in it masked (:func:`heliowatch.daemon.secrets.mask_text`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, TextIO
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
+
+from heliowatch.daemon.secrets import mask_text
 
 __all__ = ["QUIET_LOGGERS", "configure_logging"]
 
@@ -39,7 +42,15 @@ QUIET_LOGGERS = (
 _JOURNALD_PRIORITY = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
 
 
-class _PriorityFormatter(structlog.stdlib.ProcessorFormatter):
+class _MaskingFormatter(structlog.stdlib.ProcessorFormatter):
+    """The rendered line with URL passwords masked: whatever logged it (a third-party library, an
+    exception's message), the password of a database URL never reaches the journal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_text(super().format(record))
+
+
+class _PriorityFormatter(_MaskingFormatter):
     """Prefix each rendered line with ``<N>`` so journald stores its syslog priority."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -83,7 +94,7 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
-    formatter_cls = _PriorityFormatter if journald_prefix else structlog.stdlib.ProcessorFormatter
+    formatter_cls = _PriorityFormatter if journald_prefix else _MaskingFormatter
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter_cls(foreign_pre_chain=shared, processors=final))
     root = logging.getLogger()

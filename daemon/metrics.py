@@ -162,6 +162,19 @@ class Metrics:
         self.product_failures = Counter(
             "heliowatch_product_failures_total", "Units of input a product raised on (retried later)", ["product"], registry=r
         )
+        self.local_io_errors = Counter(
+            "heliowatch_local_io_errors_total",
+            "Local writes that failed for want of space or permission (op: frames, state, outputs); retried",
+            ["op"],
+            registry=r,
+        )
+        for op in ("frames", "state", "outputs"):
+            self.local_io_errors.labels(op)
+        self.clock_steps = Counter(
+            "heliowatch_clock_steps_total",
+            "Wall-clock steps (an NTP step, a manual change) the scheduler was re-aligned after",
+            registry=r,
+        )
         self.product_seconds = Histogram(
             "heliowatch_product_seconds",
             "Time a product took for one unit of input",

@@ -7,43 +7,57 @@ interval job (a cheap keyword-only query, every minute by default) with ``coales
 ``max_instances=1`` and an explicit ``misfire_grace_time``; when a record is due (its
 predecessor's T_REC + the cadence + the latency seen so far) one extra poll is scheduled for
 that moment. A poll's new frames go to the fan-out; records some product has not processed
-(a crash, a failing product) are offered again at start and after every poll. A health tick
-feeds the systemd watchdog only while the scheduler really runs. SIGTERM/SIGINT stop the
-scheduler after the running polls finish.
+(a crash, a failing product) are offered again at start and after every poll (with
+``--once``, in one time order with what it polls, as an unbroken run would see them). A
+health tick feeds the systemd watchdog only while the scheduler really runs. SIGTERM/SIGINT stop the
+scheduler after the running polls finish. A wall-clock step (seen as a change of the wall clock
+against the monotonic one) moves every job's next run by the step, so a step back never freezes
+the polls; a local write that fails (a full disk, a read-only state directory) is one counted
+line, and the daemon goes on (``--once`` ends with it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import signal
 import statistics
 import threading
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from heliowatch.daemon import sdnotify
 from heliowatch.daemon.config import Config
 from heliowatch.daemon.errors import ConfigError
+from heliowatch.daemon.secrets import mask_url
 from heliowatch.daemon.status import StatusView, coverage_by_source
 from heliowatch.daemon.statuspage import StatusServer
 from heliowatch.daemon.wiring import App, build
 from heliowatch.models.core.times import iso_utc, unix_from_iso
-from heliowatch.pipelines.errors import SourceUnavailable
+from heliowatch.pipelines.errors import DeliveryError, LocalIOError, SourceUnavailable, local_io_error
 from heliowatch.pipelines.fanout import DispatchReport
 from heliowatch.pipelines.frames import VerifiedFrame
-from heliowatch.pipelines.ingest import Ingestor, PollResult
+from heliowatch.pipelines.ingest import MAX_ATTEMPTS, Ingestor, PollResult
 
 __all__ = ["Daemon", "RunSummary", "heliowatch_version"]
 
 log = structlog.get_logger(__name__)
+
+#: A change of the wall clock against the monotonic clock bigger than this (s) is a clock step.
+CLOCK_STEP_S = 2.0
+
+#: While local writes keep failing (a full disk), one ``local_io_error`` line per op this often (s); all are counted.
+LOCAL_IO_LOG_EVERY_S = 60.0
 
 #: The series' cadences (s): when the next record of a source is due.
 CADENCE_S = {"magnetogram": 720.0, "sharp": 720.0, "aia": 12.0}
@@ -73,6 +87,8 @@ class RunSummary:
     state_url: str
     metrics_file: str
     ingest_log: str
+    #: Rejects parked after their attempts, per series, at the end of the run (`heliowatch rejects --requeue`).
+    deferred: dict[str, int] = field(default_factory=dict)
 
 
 class Daemon:
@@ -106,6 +122,8 @@ class Daemon:
         self._drained: set[str] = set()
         self._latency: dict[str, list[float]] = {}
         self._sched: BackgroundScheduler | None = None
+        # op -> (monotonic time of its last local_io_error line, failures since): one line a minute, not one a poll.
+        self._io_failing: dict[str, tuple[float, int]] = {}
         # Per source since the last poll_summary line: polls, errors, new, ingested, rejected.
         self._poll_counts: dict[str, dict[str, int]] = {}
         self.status = StatusView(app, healthy=self.healthy, once=once)
@@ -117,6 +135,11 @@ class Daemon:
 
     # -- jobs -------------------------------------------------------------------------------
     def _dispatch(self, frames: list[VerifiedFrame]) -> None:
+        if self.once:
+            # What a crash left unprocessed goes with the new frames, in one time order: offered
+            # apart (before the polls, or after the new frames), a product would see the others'
+            # results in another order than an unbroken run (a region named without its HARP).
+            frames = frames + self.app.fanout.pending(self.app.sources, exclude=frames)
         report = self.app.fanout.dispatch(frames)
         report.add(self.app.fanout.recover(self.app.sources))
         with self._lock:
@@ -134,18 +157,70 @@ class Daemon:
             log.error("poll_failed", source=name, error=str(e)[:500])
             self._count_poll(name, errors=1)
             return None
+        except LocalIOError as e:
+            self.metrics.job_runs.labels(name, "error").inc()
+            self._count_poll(name, errors=1)
+            self._local_io_failed(e, source=name)
+            if self.once:
+                raise
+            return None
         finally:
             self.metrics.job_duration.labels(name).observe(time.monotonic() - t0)
         self.metrics.job_runs.labels(name, "ok").inc()
         self._count_poll(name, new=res.new, ingested=res.ingested, rejected=res.rejected)
+        dispatched = True
         if not self.once:
-            self._dispatch(res.frames)
+            try:
+                self._dispatch(res.frames)
+            except LocalIOError as e:
+                # What was ingested stays recorded and unprocessed: recover() offers it after a later poll.
+                self._local_io_failed(e, source=name)
+                dispatched = False
+            else:
+                self._local_io_ok()
             self._schedule_due(ing, res)
         with self._lock:
             self._results.append(res)
-            if self.app.replay_clock is not None and self.app.replay_clock.finished() and res.remaining == 0:
+            # Drained: the archive is over and nothing is left to try, not even a reject still
+            # waiting for its next attempt (a deferred one has run out of attempts: it is not waited for).
+            finished = self.app.replay_clock is not None and self.app.replay_clock.finished()
+            if finished and res.remaining == 0 and res.retrying == 0 and dispatched:
                 self._drained.add(name)
         return res
+
+    def _local_io_failed(self, e: LocalIOError, **where: str) -> None:
+        """A count and (at most once a minute per op while it lasts) one line for a local write that failed.
+
+        The caller decides whether to go on; a later successful poll logs ``local_io_recovered``.
+        """
+        self.metrics.local_io_errors.labels(e.op).inc()
+        now = time.monotonic()
+        with self._lock:
+            last, quiet = self._io_failing.get(e.op, (-math.inf, 0))
+            due = now - last >= LOCAL_IO_LOG_EVERY_S
+            self._io_failing[e.op] = (now, 0) if due else (last, quiet + 1)
+        if due:
+            # `unlogged`: the failures of this op since its previous line.
+            log.error("local_io_error", op=e.op, error=str(e)[:500], will_retry=not self.once, unlogged=quiet, **where)
+
+    def _local_io_ok(self) -> None:
+        """After a poll that wrote what it had: the end of a full-disk (or read-only) episode, logged once."""
+        with self._lock:
+            ended, self._io_failing = self._io_failing, {}
+        if ended:
+            log.info("local_io_recovered", ops=sorted(ended))
+
+    def _guarded(self, job: Callable[[], object], name: str) -> Callable[[], None]:
+        """``job`` for the scheduler: a local write failure is one counted line, not a job traceback."""
+
+        def run() -> None:
+            try:
+                job()
+            except LocalIOError as e:
+                self.metrics.job_runs.labels(name, "error").inc()
+                self._local_io_failed(e, job=name)
+
+        return run
 
     def _count_poll(self, source: str, **counts: int) -> None:
         with self._lock:
@@ -232,7 +307,13 @@ class Daemon:
             )
             # The alert rules mute their "data too old" checks in a replay (archive times).
             self.metrics.replay.set(1.0 if self.app.replay_clock is not None else 0.0)
-            self._recover()
+            try:
+                self._recover()
+            except LocalIOError as e:
+                # Nothing can be written now: a daemon goes on polling (and retries), --once ends here.
+                self._local_io_failed(e, step="recover")
+                if self.once:
+                    raise
             if self.once:
                 self._run_once()
             else:
@@ -259,8 +340,16 @@ class Daemon:
         log.info("metrics_serving", url=f"http://{m.host}:{self.metrics_port}/metrics", status_page=self.cfg.status.enabled)
 
     def _recover(self) -> None:
-        """Products' saved states back, then the records ingested before a crash but not processed by every product."""
+        """The outbox in step with the maildir, products' saved states back, then the records
+        ingested before a crash but not processed by every product."""
+        if self.app.alerts is not None:
+            try:
+                self.app.alerts.recover()
+            except DeliveryError as e:  # an orphan that cannot be removed delays no alert: it is only debris
+                log.warning("maildir_recovery_failed", error=str(e)[:300])
         self.app.fanout.restore()
+        if self.once:
+            return  # --once offers them with what it polls (see _dispatch)
         report = self.app.fanout.recover(self.app.sources)
         with self._lock:
             self._dispatched.add(report)
@@ -271,6 +360,9 @@ class Daemon:
             while not self.stop_event.is_set():
                 res = self._poll_job(ing)
                 if res is None:
+                    # What a crash left is still processed (as a daemon's start would), then the run ends.
+                    with self._lock:
+                        self._dispatched.add(self.app.fanout.recover(self.app.sources))
                     msg = f"JSOC unavailable while polling {ing.source.name}; nothing more can be done in --once mode"
                     raise SourceUnavailable(msg)
                 frames += res.frames
@@ -279,7 +371,11 @@ class Daemon:
         # Every source polled first, then the products in time order across sources: each
         # product sees what the others knew at that time, whatever order the sources came in.
         log.info("processing", records=len(frames), products=[p.name for p in self.app.products])
-        self._dispatch(frames)
+        try:
+            self._dispatch(frames)
+        except LocalIOError as e:
+            self._local_io_failed(e, step="processing")
+            raise
         if self.stop_event.is_set():
             return  # stopped: ending the streams now would close a jet still being observed
         # A --once run ends the stream: a jet still going on is recorded as it stands.
@@ -325,7 +421,7 @@ class Daemon:
         if self.app.alerts is not None:
             every = self.cfg.alerts.deliver_interval_s
             sched.add_job(
-                self._deliver_alerts,
+                self._guarded(self._deliver_alerts, "alerts"),
                 "interval",
                 seconds=every,
                 id="alerts",
@@ -335,10 +431,17 @@ class Daemon:
                 misfire_grace_time=max(1, int(every / 2)),
             )
         if self.app.verifier is not None:
-            sched.add_job(self.app.verifier.run, "interval", seconds=600, id="verify", coalesce=True, max_instances=1)
-        sched.add_job(self._retention, "interval", hours=6, id="retention", next_run_time=now, coalesce=True, max_instances=1)
+            verify = self._guarded(self.app.verifier.run, "verify")
+            sched.add_job(verify, "interval", seconds=600, id="verify", coalesce=True, max_instances=1)
+        retention = self._guarded(self._retention, "retention")
+        sched.add_job(retention, "interval", hours=6, id="retention", next_run_time=now, coalesce=True, max_instances=1)
         sched.add_job(
-            self._coverage, "interval", seconds=max(1.0, 600 / self.app.speed), id="coverage", coalesce=True, max_instances=1
+            self._guarded(self._coverage, "coverage"),
+            "interval",
+            seconds=max(1.0, 600 / self.app.speed),
+            id="coverage",
+            coalesce=True,
+            max_instances=1,
         )
         hb = self.cfg.daemon.heartbeat_s
         sched.add_job(self._tick, "interval", seconds=hb, id="heartbeat", next_run_time=now, coalesce=True, max_instances=1)
@@ -352,8 +455,10 @@ class Daemon:
         log.info("daemon_started", sources=[i.source.name for i in self.app.ingestors])
         wd = sdnotify.watchdog_interval_s()
         wait = min(hb, wd) if wd else hb
+        offset = time.time() - time.monotonic()
         try:
             while not self.stop_event.wait(timeout=min(wait, 1.0)):
+                offset = self._check_clock(sched, offset)
                 if wd and self.healthy():
                     sdnotify.notify("WATCHDOG=1")
                 if self._replay_done():
@@ -366,13 +471,54 @@ class Daemon:
             self._sched = None
             self._poll_summary()
             if self.app.alerts is not None:
-                self.app.alerts.deliver()  # what the last polls raised
+                self._guarded(self.app.alerts.deliver, "alerts")()  # what the last polls raised
+
+    def _check_clock(self, sched: BackgroundScheduler, offset: float) -> float:
+        """Re-align the jobs after a wall-clock step; returns the current wall - monotonic offset.
+
+        APScheduler keeps its run times in wall-clock time: stepped back 2 h, it would wait 2 h
+        for the next poll; stepped forward, it would count every job missed. The monotonic clock
+        never steps, so a change of ``time.time() - time.monotonic()`` is a step: every job's next
+        run is moved by it (kept within one interval of now), which keeps the schedule where it was
+        in monotonic time. The step is logged and counted (``heliowatch_clock_steps_total``).
+        """
+        now_offset = time.time() - time.monotonic()
+        step = now_offset - offset
+        if abs(step) < CLOCK_STEP_S:
+            return now_offset  # compared sample to sample: a step is instant, a slew is not one
+        self.metrics.clock_steps.inc()
+        log.warning("clock_step", step_s=round(step, 1), wall_utc=iso_utc(time.time()), jobs_realigned=len(sched.get_jobs()))
+        now = dt.datetime.now(dt.UTC)
+        for job in sched.get_jobs():
+            if job.next_run_time is None:
+                continue  # paused
+            run_at = job.next_run_time + dt.timedelta(seconds=step)
+            interval = getattr(job.trigger, "interval", None)
+            if isinstance(interval, dt.timedelta):
+                # The scheduler may have run the job already on the stepped clock: never later than one interval from now.
+                run_at = min(run_at, now + interval)
+            try:
+                sched.modify_job(job.id, next_run_time=max(run_at, now))
+            except JobLookupError:
+                pass  # a one-off (due) poll that ran meanwhile
+        return now_offset
 
     def _replay_done(self) -> bool:
         if self.app.standin is None or self.keep_running:
             return False
         with self._lock:
             return all(i.source.name in self._drained for i in self.app.ingestors)
+
+    def _write_output(self, path: Path, data: bytes) -> None:
+        """Write one of the run's own files; on a full disk or a read-only directory one counted line instead."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except OSError as e:
+            err = local_io_error(e, "outputs", path)
+            if err is None:
+                raise
+            self._local_io_failed(err)
 
     def _finish(self, started: str) -> RunSummary:
         ingested: dict[str, int] = {}
@@ -384,7 +530,7 @@ class Daemon:
             rejected[r.source] = rejected.get(r.source, 0) + r.rejected
         outputs = self.app.outputs
         metrics_file = outputs / "metrics.prom"
-        metrics_file.write_bytes(self.metrics.exposition())
+        self._write_output(metrics_file, self.metrics.exposition())
         summary = RunSummary(
             started_utc=started,
             finished_utc=iso_utc(self.app.clock.now()),
@@ -395,11 +541,12 @@ class Daemon:
             processed=dict(self._dispatched.processed),
             product_failures=dict(self._dispatched.failed),
             frames_dir=str((self.cfg.daemon.state_dir / "frames").resolve()),
-            state_url=self.cfg.state_url,
+            state_url=mask_url(self.cfg.state_url),
             metrics_file=str(metrics_file.resolve()),
             ingest_log=str((outputs / "ingest.jsonl").resolve()),
+            deferred={k: v["deferred"] for k, v in self.app.state.reject_counts().items() if v["deferred"]},
         )
-        (outputs / "run-summary.json").write_text(json.dumps(asdict(summary), indent=2))
+        self._write_output(outputs / "run-summary.json", json.dumps(asdict(summary), indent=2).encode())
         log.info("run_finished", **{k: v for k, v in asdict(summary).items() if k != "state_url"})
         if self.http is not None:
             self.http.stop()
@@ -416,6 +563,11 @@ def summary_lines(summary: RunSummary, *, alerts_to: str, state: str) -> list[st
         + ", ".join(f"{k}={v}" for k, v in sorted(summary.ingested.items())),
         f"  skipped for QUALITY: {sum(summary.skipped_quality.values())}, "
         f"rejected (will retry): {sum(summary.rejected.values())}",
+        *(
+            [f"  deferred after {MAX_ATTEMPTS} attempts: {sum(summary.deferred.values())} (heliowatch rejects --requeue)"]
+            if summary.deferred
+            else []
+        ),
         "  processed: " + (", ".join(f"{k}={v}" for k, v in sorted(summary.processed.items())) or "nothing new"),
         *([f"  product failures (retried later): {summary.product_failures}"] if summary.product_failures else []),
         f"  frames:        {summary.frames_dir}",

@@ -40,7 +40,7 @@ from heliowatch.pipelines.events import EventSource
 from heliowatch.pipelines.exports import ExportSettings
 from heliowatch.pipelines.fanout import FanOut
 from heliowatch.pipelines.frames import Source
-from heliowatch.pipelines.ingest import Ingestor
+from heliowatch.pipelines.ingest import Ingestor, RetryBackoff
 from heliowatch.pipelines.jsoc import JsocClient, RetryPolicy
 from heliowatch.pipelines.mail import MaildirTransport, SmtpTransport, Transport
 from heliowatch.pipelines.products.base import Catalogue, Product
@@ -506,6 +506,7 @@ def build(cfg: Config, *, once: bool = False, fault: str | None = None) -> App:
             max_records=j.max_records_per_poll,
             first_start=replay_clock.start - 3600 if replay_clock is not None else None,
             ingest_log=outputs / "ingest.jsonl",
+            backoff=RetryBackoff(speed=speed),
         )
         for s in srcs
     ]

@@ -13,8 +13,9 @@ How mail travels (SMTP or a maildir) is :mod:`heliowatch.pipelines.mail`; the we
 
 Across a crash between a receiver's acceptance and the outbox's commit, delivery is
 at-least-once with at most one duplicate (the attempt is recorded before the send, so the
-resend waits for the backoff): maildir drops it (files named by Message-ID), list servers can
-(the same Message-ID), and webhook receivers can (the same ``Idempotency-Key``).
+resend waits for the backoff): maildir drops it (files named by Message-ID; :meth:`AlertCenter.recover`
+reconciles the maildir with the outbox at start), list servers can (the same Message-ID), and
+webhook receivers can (the same ``Idempotency-Key``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import structlog
 
 from heliowatch.models.core.times import Clock, SystemClock, iso_utc
 from heliowatch.pipelines.errors import DeliveryError
-from heliowatch.pipelines.mail import Message, Transport
+from heliowatch.pipelines.mail import MaildirTransport, Message, Transport
 from heliowatch.pipelines.store.outbox import OutboxEntry, OutboxRow, OutboxStore
 from heliowatch.pipelines.webhook import Notice, WebhookTransport
 
@@ -196,6 +197,34 @@ class AlertCenter:
         return queued
 
     # -- delivery ----------------------------------------------------------------------------
+    def recover(self, *, now: dt.datetime | None = None) -> dict[str, int]:
+        """At start, before any delivery: bring the maildir and the outbox back in step after a crash.
+
+        A mail delivery whose file is already in the maildir was cut off between the rename and
+        the commit of ``sent``: it is marked sent. The maildir's orphans (cut off before the
+        rename) are removed, and every other claimed mail delivery is made due now rather than
+        after its backoff: a maildir resend cannot duplicate (the file is named by Message-ID).
+        SMTP keeps its backoff: a resend there may be a duplicate, so it is not hurried.
+        Returns the counts (``marked_sent``, ``orphans_removed``, ``due_now``).
+        """
+        counts = {"marked_sent": 0, "orphans_removed": 0, "due_now": 0}
+        if not isinstance(self.transport, MaildirTransport):
+            return counts
+        now = now or dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
+        rows = self.outbox.undelivered("mail")
+        found = self.transport.recover([m for _, m, _ in rows])
+        counts["orphans_removed"] = len(found.removed)
+        for delivery_id, message_id, attempts in rows:
+            if message_id in found.delivered:
+                self.outbox.sent(delivery_id, sent_utc=iso_utc(now))
+                counts["marked_sent"] += 1
+            elif attempts > 0:
+                self.outbox.due_now(delivery_id, now_utc=iso_utc(now))
+                counts["due_now"] += 1
+        if any(counts.values()):
+            log.info("maildir_recovered", maildir=str(self.transport.maildir), **counts)
+        return counts
+
     def pending(self) -> int:
         """Deliveries waiting in the outbox (one per message and channel)."""
         return self.outbox.pending(channels=self.channels)

@@ -22,8 +22,9 @@ from typing import Any, Protocol
 
 import structlog
 
+from heliowatch.models.core.errors import UsageError
 from heliowatch.pipelines.alerts import AlertCenter
-from heliowatch.pipelines.errors import DataRejected
+from heliowatch.pipelines.errors import DataRejected, LocalIOError, local_io_error
 from heliowatch.pipelines.frames import Source, VerifiedFrame, reload
 from heliowatch.pipelines.products.base import Batch, Product, Stateful, Streaming
 from heliowatch.pipelines.store.ledger import LedgerStore
@@ -168,6 +169,10 @@ class FanOut:
         self.scope = scope
         #: Set by the daemon on SIGTERM: dispatch stops between units, leaving the rest to recovery.
         self.stop = threading.Event()
+        # The daemon polls each source in its own thread and each poll dispatches (and recovers):
+        # one dispatch at a time, so a record another thread is processing is seen as done, not
+        # processed twice, and a stateful product never runs in two threads at once.
+        self._serial = threading.Lock()
 
     def restore(self) -> list[str]:
         """Give every product with a saved state its state back (after a restart); returns their names."""
@@ -182,6 +187,10 @@ class FanOut:
 
     def dispatch(self, frames: Iterable[VerifiedFrame]) -> DispatchReport:
         """Run every consuming product on every unit of ``frames`` (in time order) and write the results."""
+        with self._serial:
+            return self._dispatch_units(frames)
+
+    def _dispatch_units(self, frames: Iterable[VerifiedFrame]) -> DispatchReport:
         report = DispatchReport()
         halted: set[str] = set()
         units = units_of(frames)
@@ -213,6 +222,15 @@ class FanOut:
         # A product's failure, whatever it is, must not stop the other products or lose the record:
         # it is counted, logged and offered again later.
         except Exception as e:
+            local = local_io_error(e, "outputs")
+            if local is not None:
+                # A full disk or a read-only store is no fault of the product or the record: no
+                # attempt is counted (the record must not be given up), and the dispatch stops, as
+                # every other write would fail too; the record stays unprocessed and is offered again.
+                self._roll_back(product)
+                if local is e:
+                    raise
+                raise local from e
             report.failed[product.name] = report.failed.get(product.name, 0) + 1
             if self.observer is not None:
                 self.observer.product_failed(product.name)
@@ -230,11 +248,19 @@ class FanOut:
                 records=[f.key for f in frames],
                 error=f"{type(e).__name__}: {str(e)[:300]}",
                 given_up=gave_up,
-                exc_info=not isinstance(e, DataRejected),
+                # A file no product can use (UsageError: not a full-disk frame, no disk in view) is
+                # explained by its one line; only the unexpected gets a traceback.
+                exc_info=not isinstance(e, DataRejected | UsageError),
             )
             return False
         state = product.state() if isinstance(product, Stateful) else None
-        self.keys.mark_processed(product.name, [f.key for f in frames], state=state, scope=self.scope)
+        try:
+            self.keys.mark_processed(product.name, [f.key for f in frames], state=state, scope=self.scope)
+        except LocalIOError:
+            # The state database is full: the unit is offered again, so the product must be back where
+            # it started (its state has moved on without being saved); the repeated writes are no-ops.
+            self._roll_back(product)
+            raise
         report.processed[product.name] = report.processed.get(product.name, 0) + len(frames)
         if self.observer is not None:
             self.observer.product_ran(product.name, time.perf_counter() - t0)
@@ -290,6 +316,15 @@ class FanOut:
 
     def recover(self, sources: Sequence[Source], *, limit: int = 500) -> DispatchReport:
         """Offer every ingested record that some product has not processed yet (after a restart or a failure)."""
+        return self.dispatch(self.pending(sources, limit=limit))
+
+    def pending(
+        self, sources: Sequence[Source], *, limit: int = 500, exclude: Iterable[VerifiedFrame] = ()
+    ) -> list[VerifiedFrame]:
+        """The ingested records some product has not processed yet, read back from disk, less ``exclude``
+        (frames in hand): what :meth:`recover` offers, for a caller that dispatches them together
+        with new frames, in one time order."""
+        held = {(f.source.series, f.key) for f in exclude}
         by_series = {(s.series, s.wavelength if s.kind == "aia" else None): s for s in sources}
         pending: dict[str, tuple[Source, PendingRecord]] = {}
         for product in self.products:
@@ -298,7 +333,7 @@ class FanOut:
                 continue
             for rec in self.keys.unprocessed(product.name, series, limit=limit):
                 src = by_series.get((rec.series, rec.wavelength)) or by_series.get((rec.series, None))
-                if src is not None:
+                if src is not None and (rec.series, rec.record) not in held:
                     pending.setdefault(rec.record, (src, rec))
         frames = []
         for src, rec in pending.values():
@@ -311,4 +346,4 @@ class FanOut:
                         self.keys.note_product_failure(product.name, rec.record, str(e), max_attempts=1)
         if frames:
             log.info("recovering", records=len(frames))
-        return self.dispatch(frames)
+        return frames

@@ -5,12 +5,15 @@ One :class:`Ingestor` per source (magnetogram, SHARP, AIA). A poll:
 1. queries the keywords of records since the series' high-water mark (minus a reorder
    window for AIA, whose NRT frames arrive out of time order) or, on a first run, since
    ``lookback_hours`` ago: a keyword-only query, cheap enough to run every minute;
-2. drops records already ingested or finally rejected (natural key: series + record name);
+2. drops records already ingested, finally rejected or deferred (natural key: series + record
+   name), and those still waiting out their retry backoff;
 3. skips records with a non-zero QUALITY word (counted, never retried);
 4. exports and downloads each remaining record's segments (hashed while they stream), verifies
    and reads every file once, moves it into the frame store and records it together with the
-   new high-water mark in one transaction; a file that fails verification is retried on later
-   polls, up to a limit;
+   new high-water mark in one transaction; a record whose transfer or file fails is retried on
+   later polls with exponential backoff (:class:`RetryBackoff`: 2 min doubling to 1 h, about 3 h
+   over :data:`MAX_ATTEMPTS` attempts), then *deferred*: parked, never given up, until
+   ``heliowatch rejects --requeue`` or the gap audit re-queues it. Only a bad QUALITY word is final;
 5. returns the new :class:`~heliowatch.pipelines.frames.VerifiedFrame` objects. It does not
    run the products: the daemon's fan-out does, and marks each (product, record) processed.
 
@@ -29,16 +32,33 @@ from typing import Any, Protocol
 import structlog
 
 from heliowatch.models.core.times import Clock, SystemClock, iso_from_unix, unix_from_iso, utc_to_tai_string
-from heliowatch.pipelines.errors import DataRejected, SourceUnavailable
+from heliowatch.pipelines.errors import DataRejected, SourceUnavailable, local_io_error
 from heliowatch.pipelines.frames import Source, VerifiedFrame, merge_keywords, sidecar_keywords
 from heliowatch.pipelines.jsoc import SOURCE_KEYS, JsocClient, RemoteRecord
 
-__all__ = ["FrameRecord", "IngestObserver", "IngestState", "Ingestor", "PollResult", "local_name"]
+__all__ = ["MAX_ATTEMPTS", "FrameRecord", "IngestObserver", "IngestState", "Ingestor", "PollResult", "RetryBackoff", "local_name"]
 
 log = structlog.get_logger(__name__)
 
-#: A record that fails verification this many times is given up (and counted).
-MAX_ATTEMPTS = 5
+#: A record whose transfer or file fails this many times is deferred (kept for a re-queue, not retried by polls).
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class RetryBackoff:
+    """How long a rejected record waits before its next attempt: ``base_s`` doubling per attempt up
+    to ``max_s`` (archive seconds), divided by ``speed`` (a replay's clock speed) into real seconds.
+
+    Measured on the monotonic clock and held in memory: a restart retries at its first poll.
+    """
+
+    base_s: float = 120.0
+    max_s: float = 3600.0
+    speed: float = 1.0
+
+    def delay(self, attempts: int) -> float:
+        """Real seconds to wait after the ``attempts``-th failure."""
+        return min(self.max_s, self.base_s * 2 ** max(0, attempts - 1)) / self.speed
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,14 @@ class IngestState(Protocol):
 
     def final_rejects(self, series: str) -> set[str]:
         """Records that will not be retried."""
+        ...
+
+    def deferred_rejects(self, series: str) -> set[str]:
+        """Records parked after their attempts (retried only once re-queued)."""
+        ...
+
+    def retryable_among(self, series: str, records: list[str]) -> set[str]:
+        """The subset of ``records`` that are rejects still to be retried."""
         ...
 
     def oldest_retry(self, series: str) -> str | None:
@@ -114,6 +142,12 @@ class PollResult:
     skipped_quality: int = 0
     rejected: int = 0
     remaining: int = 0
+    #: Rejects waiting out their backoff (not tried this poll).
+    waiting: int = 0
+    #: Records at the source still to be retried after this poll (waiting or just failed again).
+    retrying: int = 0
+    #: Records that ran out of attempts in this poll.
+    deferred: int = 0
     frames: list[VerifiedFrame] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -154,6 +188,8 @@ class Ingestor:
         Append one JSON line per ingested record here.
     max_pixels : int or None
         Refuse files declaring more pixels than this (``read_fits``'s default when None).
+    backoff : RetryBackoff or None
+        Spacing of the attempts at a rejected record; None retries it at every poll.
     """
 
     def __init__(
@@ -170,6 +206,7 @@ class Ingestor:
         first_start: float | None = None,
         ingest_log: Path | None = None,
         max_pixels: int | None = None,
+        backoff: RetryBackoff | None = None,
     ) -> None:
         self.source = source
         self.client = client
@@ -182,6 +219,9 @@ class Ingestor:
         self.first_start = first_start
         self.ingest_log = ingest_log
         self.max_pixels = max_pixels
+        self.backoff = backoff
+        # Record -> monotonic time before which it is not tried again.
+        self._retry_at: dict[str, float] = {}
 
     def _window(self) -> tuple[str, str]:
         now = self.clock.now()
@@ -206,6 +246,10 @@ class Ingestor:
         SourceUnavailable
             When the JSOC cannot be queried at all (the scheduler counts the failed run
             and the next poll starts from the same high-water mark).
+        LocalIOError
+            When a file or the state database cannot be written here (a full disk, a
+            read-only state directory): the poll stops at that record, which is not counted
+            as a reject and is fetched again by a later poll.
         """
         src = self.source
         res = PollResult(source=src.name)
@@ -213,11 +257,14 @@ class Ingestor:
         records = self.client.query(src.recordset(start, end), SOURCE_KEYS[src.kind])
         res.found = len(records)
         known = self.state.known_records(src.series, [r.name for r in records])
-        given_up = self.state.final_rejects(src.series)
+        parked = self.state.final_rejects(src.series) | self.state.deferred_rejects(src.series)
+        mono = self.clock.monotonic()
+        waiting = {r.name for r in records if self._retry_at.get(r.name, mono) > mono}
         fresh = sorted(
-            (r for r in records if r.name not in known and r.name not in given_up),
+            (r for r in records if r.name not in known and r.name not in parked and r.name not in waiting),
             key=lambda r: (r.t_rec_utc, r.fsn or 0, r.harpnum or 0),
         )
+        res.waiting = len(waiting - known - parked)
         res.new = len(fresh)
         res.remaining = max(0, len(fresh) - self.max_records)
         for rec in fresh[: self.max_records]:
@@ -226,9 +273,11 @@ class Ingestor:
                 res.skipped_quality += 1
             elif frame is None:
                 res.rejected += 1
+                res.deferred += int(rec.name not in self._retry_at)
             else:
                 res.ingested += 1
                 res.frames.append(frame)
+        res.retrying = len(self.state.retryable_among(src.series, [r.name for r in records]))
         if self.observer is not None:
             self.observer.polled(src.name, self.clock.now())
         if res.new or res.rejected:
@@ -262,14 +311,38 @@ class Ingestor:
             if note:
                 self._reject(rec, "download", final=False, detail=str(e))
             return "download", None
+        except OSError as e:
+            # A sidecar or the ingest log on a full disk or a read-only store: this machine's
+            # fault, not the record's, so no reject is noted; the poll stops and the record is
+            # fetched again (or, if already recorded, offered to the products again) later.
+            err = local_io_error(e, "frames")
+            if err is None:
+                raise
+            raise err from e
 
     def _reject(self, rec: RemoteRecord, reason: str, *, final: bool, detail: str) -> None:
         attempts = self.state.note_reject(
             rec.series, rec.name, reason, t_rec_utc=rec.t_rec_utc, final=final, max_attempts=MAX_ATTEMPTS
         )
+        deferred = not final and attempts >= MAX_ATTEMPTS
+        retry_in: float | None = None
+        if final or deferred:
+            self._retry_at.pop(rec.name, None)
+        else:
+            retry_in = self.backoff.delay(attempts) if self.backoff is not None else 0.0
+            self._retry_at[rec.name] = self.clock.monotonic() + retry_in
         if self.observer is not None:
             self.observer.rejected(self.source.name, reason)
-        log.warning("record_rejected", record=rec.name, reason=reason, attempts=attempts, final=final, detail=detail[:300])
+        log.warning(
+            "record_rejected",
+            record=rec.name,
+            reason=reason,
+            attempts=attempts,
+            final=final,
+            deferred=deferred,
+            retry_in_s=None if retry_in is None else round(retry_in, 1),
+            detail=detail[:300],
+        )
 
     def _ingest(self, rec: RemoteRecord, *, hw_key: str | None = None) -> VerifiedFrame:
         src = self.source
@@ -308,6 +381,7 @@ class Ingestor:
                 )
             )
         self.state.record_frames(items, hw_key=hw_key or src.name)
+        self._retry_at.pop(rec.name, None)
         if self.observer is not None:
             self.observer.ingested(
                 src.name, nbytes=sum(i.size for i in items), latency_s=latency, t_rec_unix=unix_from_iso(rec.t_rec_utc)

@@ -5,9 +5,10 @@ strip), ``Message-ID``, ``Date``, ``List-Id``, ``Auto-Submitted: auto-generated`
 vacation responders and list servers do not answer a machine), and ``In-Reply-To``/``References``
 pointing at the first alert about the same region so mail clients thread follow-ups. SMTP supports
 STARTTLS and authentication (the password from the environment or a credentials file).
-Maildir delivery is exactly-once (the file is named by Message-ID); SMTP is at-least-once
-across a crash between the server's acceptance and our commit, and the stable Message-ID
-lets list servers drop the duplicate.
+Maildir delivery is exactly-once (the file is named by Message-ID, and :meth:`MaildirTransport.recover`
+clears what a crash left in ``tmp/``); SMTP is effectively once: a crash between the server's
+acceptance and our commit resends the message once, with the same Message-ID (chosen when the
+alert was raised and stored before any send), which list servers and mail filters drop.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
+from heliowatch.models.core.times import Clock, SystemClock
+
 # Every channel raises the same error; it is re-exported here, where it was first defined.
 from heliowatch.pipelines.errors import DeliveryError
 
-__all__ = ["DeliveryError", "MaildirTransport", "Message", "SmtpTransport", "Transport"]
+__all__ = ["DeliveryError", "MaildirRecovery", "MaildirTransport", "Message", "SmtpTransport", "Transport"]
 
 
 @dataclass
@@ -81,13 +84,67 @@ class Transport(Protocol):
         ...
 
 
+@dataclass
+class MaildirRecovery:
+    """What :meth:`MaildirTransport.recover` found after a crash."""
+
+    #: Of the Message-IDs asked about, those already in ``new/`` or ``cur/`` (delivered before the crash).
+    delivered: set[str] = field(default_factory=set)
+    #: Half-written files removed from ``tmp/``, by the Message-ID they were for.
+    removed: dict[str, Path] = field(default_factory=dict)
+
+
 class MaildirTransport:
     """Deliver into a local maildir (``tmp`` then ``new``), named by Message-ID: exactly once."""
 
     kind = "maildir"
+    #: A tmp file this old is an orphan whatever its writer (the maildir convention: 36 hours).
+    ORPHAN_AGE_S = 36 * 3600.0
 
-    def __init__(self, maildir: Path) -> None:
+    def __init__(self, maildir: Path, *, clock: Clock | None = None) -> None:
         self.maildir = maildir
+        # Compared with file modification times: the system's clock, also in a replay.
+        self.clock: Clock = clock or SystemClock()
+
+    @staticmethod
+    def _name(message_id: str) -> str:
+        return message_id.strip("<>").replace("/", "_")
+
+    def recover(self, message_ids: list[str]) -> MaildirRecovery:
+        """At start, before any send: clear the orphans a crash left in ``tmp/`` and tell which of
+        ``message_ids`` (the outbox's undelivered ones) are in fact delivered.
+
+        An orphan is a message cut off between its write and its rename into ``new/``: it may be
+        incomplete, and the outbox still has it as undelivered (``sent`` is recorded only after
+        the rename), so it is removed, never completed, and the next send writes it whole: exactly
+        once. A tmp file is an orphan when its writer (the pid in its name) is gone or is this
+        process (a pid reused across restarts), or when it is older than :attr:`ORPHAN_AGE_S`;
+        another live process's file (``heliowatch alerts test`` writing now) is left alone.
+        """
+        out = MaildirRecovery()
+        by_name = {self._name(m): m for m in message_ids}
+        for sub in ("new", "cur"):
+            d = self.maildir / sub
+            if d.is_dir():
+                out.delivered |= {by_name[f.name] for f in d.iterdir() if f.name in by_name}
+        tmp = self.maildir / "tmp"
+        for f in sorted(tmp.iterdir()) if tmp.is_dir() else ():
+            name, _, pid = f.name.rpartition(".")
+            try:
+                old = self.clock.now() - f.stat().st_mtime > self.ORPHAN_AGE_S
+            except FileNotFoundError:
+                continue  # its writer renamed it meanwhile
+            if not (old or not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid))):
+                continue
+            try:
+                f.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                msg = f"maildir {self.maildir}: cannot remove the orphan {f.name}: {e.strerror or e}"
+                raise DeliveryError(msg) from e
+            out.removed[by_name.get(name, name)] = f
+        return out
 
     def send(self, message: Message) -> None:
         """Write the message into ``<maildir>/new`` unless it is already there."""
@@ -104,6 +161,17 @@ class MaildirTransport:
         except OSError as e:
             msg = f"maildir {self.maildir}: {e.strerror or e}"
             raise DeliveryError(msg) from e
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts: it may be writing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass

@@ -15,10 +15,24 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from heliowatch.daemon.cli import backfill, emergence, evaluate, forecast, jets, models, regions, run, status, synth, train
+from heliowatch.daemon.cli import (
+    backfill,
+    emergence,
+    evaluate,
+    forecast,
+    jets,
+    models,
+    regions,
+    rejects,
+    run,
+    status,
+    synth,
+    train,
+)
 from heliowatch.daemon.cli.common import add_config
 from heliowatch.daemon.errors import ConfigError
 from heliowatch.daemon.logs import configure_logging
+from heliowatch.daemon.secrets import mask_text
 from heliowatch.daemon.service import heliowatch_version
 from heliowatch.models.core.errors import HeliowatchError
 from heliowatch.pipelines.errors import SourceUnavailable
@@ -26,7 +40,7 @@ from heliowatch.pipelines.errors import SourceUnavailable
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The command modules, in the order ``heliowatch --help`` lists them.
-COMMANDS = (run, status, regions, forecast, emergence, jets, backfill, synth, models, train, evaluate)
+COMMANDS = (run, status, rejects, regions, forecast, emergence, jets, backfill, synth, models, train, evaluate)
 
 
 class _Commands(argparse._SubParsersAction):
@@ -86,14 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`| head`): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    # The one-line errors may quote a URL (a bad state.url): its password is masked.
     except ConfigError as e:
-        print(f"heliowatch: config error: {e}", file=sys.stderr)
+        print(f"heliowatch: config error: {mask_text(str(e))}", file=sys.stderr)
         return 2
     except SourceUnavailable as e:
-        print(f"heliowatch: unavailable: {e}", file=sys.stderr)
+        print(f"heliowatch: unavailable: {mask_text(str(e))}", file=sys.stderr)
         return 3
     except HeliowatchError as e:
-        print(f"heliowatch: error: {e}", file=sys.stderr)
+        print(f"heliowatch: error: {mask_text(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

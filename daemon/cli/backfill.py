@@ -85,17 +85,19 @@ def _audit(app: App, start: str, end: str, *, cadence: float | None = None, seri
             continue
         from_jsoc = app.client.query(src.recordset(*_tai(start, end)), SOURCE_KEYS[src.kind])
         ingested = set(app.state.frame_sets(src.series, [r.name for r in from_jsoc]))
-        out.append(
-            audit(
-                src,
-                start_utc=start,
-                end_utc=end,
-                at_source=from_jsoc,
-                ingested=ingested,
-                rejected=app.state.rejects_of(src.series),
-                cadence_s=cadence,
-            )
+        report = audit(
+            src,
+            start_utc=start,
+            end_utc=end,
+            at_source=from_jsoc,
+            ingested=ingested,
+            rejected=app.state.rejects_of(src.series),
+            cadence_s=cadence,
         )
+        # The JSOC still has these: a deferred reject among them goes back in the queue, so the
+        # daemon (and this backfill) tries it again; nothing stays parked for good.
+        report.requeued = app.state.requeue(src.series, records=report.fillable())
+        out.append(report)
     return out
 
 
@@ -135,7 +137,8 @@ def _cmd_backfill(a: argparse.Namespace) -> int:
             only = {r for rep in reports for r in rep.fillable()}
             for rep in reports:
                 missing = rep.counts["missing_at_source"]
-                print(f"gaps {rep.source}: {len(rep.fillable())} slot(s) to fill, {missing} missing at the JSOC")
+                again = f", {rep.requeued} deferred reject(s) re-queued" if rep.requeued else ""
+                print(f"gaps {rep.source}: {len(rep.fillable())} slot(s) to fill, {missing} missing at the JSOC{again}")
         executor, cluster = _executor(cfg, a)
         try:
             bar = progress_bar("backfill") if sys.stderr.isatty() else None
@@ -193,6 +196,7 @@ def _cmd_gaps(a: argparse.Namespace) -> int:
         print(
             f"{r.source}: {r.expected} slot(s) at {r.cadence_s:g} s, coverage {cov}: "
             + ", ".join(f"{k} {v}" for k, v in r.counts.items())
+            + (f"; {r.requeued} deferred reject(s) re-queued" if r.requeued else "")
         )
         for g in r.ranges:
             if g.state == "ingested":

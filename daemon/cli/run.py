@@ -3,12 +3,15 @@
 ``run`` logs on stderr and prints its summary on stdout. Before anything slow it checks that
 the metrics port is free (a second heliowatch, such as the demo started beside the service,
 ends at once with one line), and it exports the models a first run lacks with a progress
-line per model, so the first minute is not silent.
+line per model, so the first minute is not silent. Before those it takes the state directory's
+single-instance lock (:mod:`heliowatch.daemon.lock`): a second daemon on the same directory, or a
+read-only one, ends with one line and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import re
 import socket
 import sys
@@ -21,6 +24,8 @@ import structlog
 from heliowatch.daemon.cli.common import add_config, config_of, setup_logging
 from heliowatch.daemon.config import Config
 from heliowatch.daemon.errors import ConfigError
+from heliowatch.daemon.lock import StateDirLock
+from heliowatch.daemon.secrets import mask_url
 from heliowatch.daemon.service import Daemon, heliowatch_version, summary_lines
 from heliowatch.daemon.wiring import build, models_in_use, runtime_options
 from heliowatch.models import registry
@@ -43,7 +48,14 @@ _ONNX_BACKENDS = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
 def _check_metrics_port(cfg: Config) -> None:
     """A ConfigError naming the port when it is taken, before minutes of start-up are spent."""
     m = cfg.metrics
-    if not m.enabled or m.port == 0:
+    if not m.enabled:
+        return
+    try:
+        socket.getaddrinfo(m.host, m.port or None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        msg = f"cannot resolve {m.host!r} ({getattr(e, 'strerror', None) or e}): use an address such as 127.0.0.1"
+        raise ConfigError(msg, ("metrics", "host")) from e
+    if m.port == 0:
         return
     # Bound like the status server's http.server socket (SO_REUSEADDR), so a port in TIME_WAIT
     # after a restart counts as free, and a listening one as busy.
@@ -57,6 +69,15 @@ def _check_metrics_port(cfg: Config) -> None:
                 "stop it, or set metrics.port to a free port (0 picks one)"
             )
             raise ConfigError(msg, ("metrics", "port")) from e
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether every address ``host`` resolves to is a loopback one (``localhost``, 127.0.0.0/8, ::1)."""
+    try:
+        addrs = {str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
 
 
 def _check_replay(cfg: Config, fault: str | None) -> None:
@@ -114,22 +135,35 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Bad input found before logging starts is the only line on stderr; what fails later
     # (a series missing at the JSOC) ends the log with its one line.
     _check_replay(cfg, args.fault)
-    _check_metrics_port(cfg)
-    setup_logging(cfg)
-    log.info(
-        "starting",
-        version=heliowatch_version(),
-        config=getattr(args, "config", None) or "built-in defaults",
-        replay=cfg.replay.archive if cfg.jsoc.server == "replay" else None,
-        once=args.once,
-    )
-    _export_models(cfg)
-    app = build(cfg, once=args.once, fault=args.fault)
-    summary = Daemon(app, once=args.once, keep_running=args.keep_running).run()
+    # One daemon per state directory, held until the run ends; also the check that it is writable.
+    # Taken before the port check: a second daemon on this directory is told which pid holds it.
+    lock = StateDirLock(cfg.daemon.state_dir).acquire()
+    try:
+        _check_metrics_port(cfg)
+        setup_logging(cfg)
+        if cfg.metrics.enabled and not _is_loopback(cfg.metrics.host):
+            log.warning(
+                "metrics_not_loopback",
+                host=cfg.metrics.host,
+                port=cfg.metrics.port,
+                hint="/metrics and the status page have no authentication: keep them on 127.0.0.1 behind a firewall",
+            )
+        log.info(
+            "starting",
+            version=heliowatch_version(),
+            config=getattr(args, "config", None) or "built-in defaults",
+            replay=cfg.replay.archive if cfg.jsoc.server == "replay" else None,
+            once=args.once,
+        )
+        _export_models(cfg)
+        app = build(cfg, once=args.once, fault=args.fault)
+        summary = Daemon(app, once=args.once, keep_running=args.keep_running).run()
+    finally:
+        lock.release()
     alerts_to = str(cfg.maildir.resolve()) if cfg.alerts.transport == "maildir" else cfg.alerts.transport
     if app.alerts is not None and app.alerts.webhook is not None:
         alerts_to += f" + webhook ({app.alerts.webhook.host})"  # the host only: the URL may hold a token
-    state = str(cfg.daemon.state_dir.resolve() / "state.sqlite") if not cfg.state.url else "(configured URL)"
+    state = str(cfg.daemon.state_dir.resolve() / "state.sqlite") if not cfg.state.url else mask_url(cfg.state.url)
     print("\n".join(summary_lines(summary, alerts_to=alerts_to, state=state)))
     return 0
 

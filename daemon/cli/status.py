@@ -8,6 +8,7 @@ from typing import Any
 
 from heliowatch.daemon.cli.common import add_config, config_of
 from heliowatch.daemon.config import Config
+from heliowatch.daemon.secrets import mask_url
 from heliowatch.daemon.state import StateStore
 from heliowatch.daemon.wiring import alert_center
 from heliowatch.models.core import jsonio
@@ -47,7 +48,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
         st.close()
     summary = cfg.daemon.outputs / "run-summary.json"
     if summary.exists():
-        out["last_run"] = json.loads(summary.read_text())
+        last = json.loads(summary.read_text())
+        # A summary written by an older heliowatch may still hold the password in clear.
+        if isinstance(last, dict) and isinstance(last.get("state_url"), str):
+            last["state_url"] = mask_url(last["state_url"])
+        out["last_run"] = last
     print(jsonio.dumps({"schema_version": jsonio.SCHEMA_VERSION, **out}, indent=2, default=str))
     return 0
 

@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import structlog
@@ -205,6 +206,15 @@ class FlaresProduct:
             alerts_at=issue_time.to_pydatetime().replace(tzinfo=dt.UTC),
             ledger=[LedgerEntry(fd.issue_time, fd.end_window, rows)],
         )
+
+    def state(self) -> dict[str, Any]:
+        """The HARPs published in the catalogue (saved with every processed T_REC)."""
+        return {"catalogue_harps": self.catalogue.entries("harps")}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """The catalogue's HARPs back after a restart: the region and emergence products name and
+        place their detections by them, as they did before the restart."""
+        self.catalogue.replace("harps", list(state.get("catalogue_harps", [])))
 
     def _attach_classes(self, regions: list[RegionForecast]) -> None:
         """Give each forecast region the Mt. Wilson class of the detected region at its place and time."""

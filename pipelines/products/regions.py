@@ -204,11 +204,13 @@ class RegionsProduct:
         return plans
 
     def state(self) -> dict[str, Any]:
-        """The tracker's state (saved with every processed frame)."""
-        return self.tracker.state()
+        """The tracker's state and the detections published in the catalogue (saved with every processed frame)."""
+        return {**self.tracker.state(), "catalogue_regions": self.catalogue.entries("regions")}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Continue tracking from a saved state."""
+        """Continue tracking from a saved state, the catalogue's detections with it (the flare and
+        emergence products read them: after a restart they must find what an unbroken run had)."""
+        self.catalogue.replace("regions", list(state.get("catalogue_regions", [])))
         self.tracker.restore(state)
 
     def _srs_for(self, t_utc: str) -> SRSReport | None:

@@ -249,6 +249,26 @@ class OutboxStore:
             self._settle(c, delivery_id)
         return True
 
+    def undelivered(self, channel: str) -> list[tuple[int, str, int]]:
+        """``(delivery id, Message-ID, attempts)`` of every pending delivery on ``channel``, due or not."""
+        q = (
+            sa.select(deliveries.c.id, outbox.c.message_id, deliveries.c.attempts)
+            .join(outbox, deliveries.c.outbox_id == outbox.c.id)
+            .where(deliveries.c.status == "pending", deliveries.c.channel == channel)
+            .order_by(deliveries.c.id)
+        )
+        with self.engine.connect() as c:
+            return [(int(r[0]), str(r[1]), int(r[2])) for r in c.execute(q)]
+
+    def due_now(self, delivery_id: int, *, now_utc: str) -> None:
+        """Make a pending delivery due at ``now_utc`` (a claimed one whose resend cannot duplicate it)."""
+        with self.engine.begin() as c:
+            c.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id, deliveries.c.status == "pending")
+                .values(next_attempt_utc=now_utc)
+            )
+
     def failed(self, delivery_id: int, *, error: str, permanent: bool = False) -> None:
         """Record a failed attempt; a ``permanent`` failure is never tried again (``refused``)."""
         values: dict[str, Any] = {"last_error": error[:500]}

@@ -153,3 +153,34 @@ def test_a_stop_ends_the_dispatch_between_units_and_a_restart_completes_it(disk_
     assert summary.product_failures == {}
     _run_with(cfg, fail=None)  # the restart offers what was left
     assert _counts(state) == _reference(disk_archive, tmp_path)
+
+
+def test_two_poll_threads_dispatching_the_same_records_process_each_once(disk_archive: Path, tmp_path: Path) -> None:
+    """The daemon's poll threads each dispatch and recover: a record in progress in one is not redone by another."""
+    import threading
+
+    state = tmp_path / "state"
+    app = build(_cfg(state, disk_archive), once=True)
+    mags = next(i for i in app.ingestors if i.source.kind == "magnetogram")
+    frames = []
+    while True:
+        res = mags.poll()
+        frames += res.frames
+        if res.remaining == 0:
+            break
+    regions = next(p for p in app.products if isinstance(p, RegionsProduct))
+    inner = regions.process
+    seen: list[str] = []
+
+    def counting(batch):  # type: ignore[no-untyped-def]
+        seen.extend(f.key for f in batch)
+        return inner(batch)
+
+    regions.process = counting  # type: ignore[method-assign]
+    threads = [threading.Thread(target=app.fanout.dispatch, args=(frames,)) for _ in range(2)]
+    threads += [threading.Thread(target=app.fanout.recover, args=(app.sources,))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seen) == sorted({f.key for f in frames}) and len(seen) == 3
