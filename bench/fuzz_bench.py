@@ -40,7 +40,6 @@ from hypothesis import strategies as st
 from heliowatch.daemon.config import load_config
 from heliowatch.daemon.errors import ConfigError
 from heliowatch.models.core.errors import UsageError
-from heliowatch.models.core.image import ArrayImage
 from heliowatch.models.regions.frame import prepare_disk
 from heliowatch.pipelines.errors import DataRejected
 from heliowatch.pipelines.fitsio import read_fits
@@ -118,7 +117,7 @@ def fuzz_fits(n: int, *, geometry: bool) -> Tally:
     def target(f: Path) -> None:
         frame = read_fits(f)
         if geometry:
-            prepare_disk(ArrayImage(frame.data, frame.header), name=f.name)
+            prepare_disk(frame, name=f.name)  # the FitsFrame itself, as pipelines/regions.py passes it
 
     @_settings(n)
     @given(case=_fits_cases)

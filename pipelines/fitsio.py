@@ -121,8 +121,11 @@ def header_value(header: fits.Header, name: str, default: Any = None) -> Any:
         try:
             value = header[name]
         except (fits.VerifyError, ValueError):
-            card = header.cards[name]
-            raw = card.image[10:].split("/")[0].strip().strip("'").strip().lower()
+            try:
+                raw = header.cards[name].image[10:].split("/")[0].strip().strip("'").strip().lower()
+            # A card that is not even printable ASCII (found by bench/fuzz_bench.py): absent.
+            except (fits.VerifyError, ValueError):
+                return default
             return math.nan if raw in ("nan", "-nan") else default
     if isinstance(value, str):
         text = value.strip().upper()

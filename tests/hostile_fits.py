@@ -176,4 +176,6 @@ DEFECTS: dict[str, Callable[[Path], Path]] = {
 UNUSABLE: dict[str, Callable[[Path], Path]] = {
     "bscale-1e300": _mag(("set", "BSCALE", "1E300")),  # every pixel overflows to infinity
     "disk-off-image": _mag(("set", "CRPIX1", "-50000.0")),  # no pixel on the solar disk
+    # A control character in a card astropy cannot even print back (bench/fuzz_bench.py, 10,000 cases).
+    "bunit-control-character": _mag(("set", "BUNIT", "'G\x04uss'")),
 }

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from astropy.io.fits.verify import VerifyError
 
 __all__ = ["ArrayImage", "Image"]
 
@@ -44,7 +45,10 @@ class ArrayImage:
         """A header value, or ``default``."""
         if name not in self.header:
             return default
-        v = self.header[name]
+        try:
+            v = self.header[name]
+        except (ValueError, VerifyError):  # an unparsable card (untrusted header) counts as absent
+            return default
         if isinstance(v, str):
             text = v.strip().upper()
             if text == "MISSING":
