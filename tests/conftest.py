@@ -91,6 +91,17 @@ def write_record(
 
 
 @pytest.fixture
+def pg_url() -> str:
+    """The PostgreSQL that tests/run.sh starts (``HELIOWATCH_TEST_PG_URL``); required under CI=true."""
+    url = os.environ.get("HELIOWATCH_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide HELIOWATCH_TEST_PG_URL (tests/run.sh starts Debian's PostgreSQL)")
+        pytest.skip("no PostgreSQL here (set HELIOWATCH_TEST_PG_URL; CI does)")
+    return url
+
+
+@pytest.fixture
 def tiny_archive(tmp_path: Path) -> Path:
     """Eight 12-minute magnetogram records on 2024-05-10; the fourth has QUALITY 0x400."""
     root = tmp_path / "archive"

@@ -92,14 +92,9 @@ def test_one_line_errors_mask_url_passwords(tmp_path: Path, monkeypatch: pytest.
 
 
 @pytest.fixture
-def pg_url_with_password() -> str:
+def pg_url_with_password(pg_url: str) -> str:
     """CI's PostgreSQL (trust authentication: the password is carried, not checked), with a password in the URL."""
-    url = os.environ.get("HELIOWATCH_TEST_PG_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide HELIOWATCH_TEST_PG_URL (tests/run.sh starts Debian's PostgreSQL)")
-        pytest.skip("no PostgreSQL here (set HELIOWATCH_TEST_PG_URL; CI does)")
-    parts = urlsplit(url)
+    parts = urlsplit(pg_url)
     host = parts.netloc.rpartition("@")[2]
     with_pw = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}:{PASSWORD}@{host}"))
     # A clean state for this run (the database is shared with the other PostgreSQL tests).

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import pytest
 
 from heliowatch.pipelines.store.products import ProductStore
-
-
-@pytest.fixture
-def pg_url() -> str:
-    url = os.environ.get("HELIOWATCH_TEST_PG_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide HELIOWATCH_TEST_PG_URL (.ci/run starts Debian's PostgreSQL)")
-        pytest.skip("no PostgreSQL here (set HELIOWATCH_TEST_PG_URL; CI does)")
-    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
