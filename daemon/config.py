@@ -408,6 +408,9 @@ class RegionsConfig:
     srs_url: str = _opt("https://services.swpc.noaa.gov/text/srs.txt", "SWPC's latest SRS (srs_source = 'swpc')")
     srs_refresh_s: float = _opt(3600.0, "how often the SWPC SRS is fetched", _range(300, 86400))
     srs_match_deg: float = _opt(6.0, "a detection within this distance of an SRS region gets its NOAA number", _range(0.5, 30))
+    limb_guard_deg: float = _opt(
+        70.0, "no Mt. Wilson class for a region farther than this from the central meridian (LOS/mu untrusted)", _range(30, 90)
+    )
 
 
 def _addresses(v: Any) -> str | None:

@@ -330,6 +330,7 @@ def build_products(
             outputs=outputs,
             rules=rules,
             srs_match_deg=cfg.regions.srs_match_deg,
+            limb_guard_deg=cfg.regions.limb_guard_deg,
             clock=clock,
             exports=export_settings(cfg),
         )

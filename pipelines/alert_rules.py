@@ -66,7 +66,7 @@ class Rules:
 
     def region_alerts(self, product: dict[str, Any], previous_class: str | None) -> list[Alert]:
         """A region product that has newly become delta-class."""
-        cls = str(product.get("mtwilson", ""))
+        cls = str(product.get("mtwilson") or "")  # None: no class (no spot group, limb)
         if self.new_delta_region and "delta" in cls and "delta" not in str(previous_class or ""):
             name = (
                 _region_name(product.get("noaa_ar"), product.get("harpnum"))

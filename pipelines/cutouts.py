@@ -75,11 +75,11 @@ def cutouts(frame: Any, regions: list[Any], *, stem: str, png: bool = True) -> l
         label = f"track{r.track_id}" if r.track_id is not None else f"id{r.id}"
         hdr["HW_LABEL"] = (label, "heliowatch region label")
         hdr["HW_NOAA"] = (r.noaa_ar or 0, "NOAA region (0: none matched)")
-        hdr["HW_CLASS"] = (r.mtwilson, "Mt. Wilson class (heliowatch)")
-        hdr["HW_PCLS"] = (
-            float(r.class_probs.get(r.mtwilson, float("nan"))) if r.class_probs else float("nan"),
-            "class probability",
-        )
+        hdr["HW_CLASS"] = (r.mtwilson or "none", "Mt. Wilson class (heliowatch)")
+        if r.mtwilson and r.mtwilson in r.class_probs:
+            hdr["HW_PCLS"] = (float(r.class_probs[r.mtwilson]), "class probability")
+        else:  # no class (no spot group, beyond the limb guard): say why; FITS has no NaN card
+            hdr["HW_OUTC"] = (r.outcome, "why no Mt. Wilson class")
         hdr["HW_CONF"] = (float(r.confidence), "detection confidence")
         hdr["HW_LAT"] = (float(r.hgs_lat), "[deg] flux-weighted Stonyhurst latitude")
         hdr["HW_LON"] = (float(r.hgs_lon), "[deg] flux-weighted Stonyhurst longitude")

@@ -193,6 +193,12 @@ def _hgs_box(lat: float, lon: float, half_lat: float, half_lon: float) -> tuple[
     return (lon - half_lon, lat - half_lat, lon + half_lon, lat + half_lat)
 
 
+def _no_class(p: dict[str, Any]) -> str:
+    """Why a region payload has no Mt. Wilson class (then no ``AR_MtWilsonCls`` is exported)."""
+    outcome = p.get("outcome")
+    return {"no-spot-group": "none (no spot group)", "limb": "none (beyond the limb guard)"}.get(str(outcome), "unknown")
+
+
 def _region(p: dict[str, Any]) -> dict[str, Any]:
     t = str(_require(p, "t_rec_utc", "region"))
     lat, lon = float(_require(p, "hgs_lat", "region")), float(_require(p, "hgs_lon", "region"))
@@ -226,7 +232,7 @@ def _region(p: dict[str, Any]) -> dict[str, Any]:
         "probability": p.get("confidence"),
         "param_set": str(p.get("model") or "detector and classifier not recorded"),
         "description": (
-            f"active region {name}, Mt. Wilson class {p.get('mtwilson') or 'unknown'},"
+            f"active region {name}, Mt. Wilson class {p.get('mtwilson') or _no_class(p)},"
             f" area {p.get('area_uhem')} uhem, HGS {lat:+.1f} {lon:+.1f}"
         ),
         "extra": extra,

@@ -11,7 +11,7 @@ from heliowatch.daemon.wiring import runtime_options
 from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.core.times import parse_iso
-from heliowatch.models.regions.classify import classify_regions
+from heliowatch.models.regions.classify import NO_SPOT_GROUP, classify_regions
 from heliowatch.models.regions.detect import to_json
 from heliowatch.models.regions.loaders import region_classifier, region_detector
 from heliowatch.pipelines.cutouts import cutouts
@@ -30,6 +30,13 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
+def _class_text(mtwilson: str | None, outcome: str) -> str:
+    """The class, or why there is none (``no spot group``, ``no class (limb)``)."""
+    if mtwilson:
+        return mtwilson
+    return "no spot group" if outcome == NO_SPOT_GROUP else f"no class ({outcome})"
+
+
 def _cmd_detect(a: argparse.Namespace) -> int:
     p = Path(a.fits)
     if not p.exists():
@@ -41,7 +48,7 @@ def _cmd_detect(a: argparse.Namespace) -> int:
     detect, det_model = region_detector(a.detector or cfg.models.region_detector, opts)
     frame = preprocess(p)
     regions = detect(frame)
-    classify_regions(frame, regions, cnn=cnn)
+    classify_regions(frame, regions, cnn=cnn, limb_guard_deg=cfg.regions.limb_guard_deg)
     ids: dict[int, dict[str, Any]] = {}
     if a.srs:
         srs = SRSArchive(Path(a.srs)).latest_issued(parse_iso(frame.t_rec_utc))
@@ -85,7 +92,8 @@ def _cmd_detect(a: argparse.Namespace) -> int:
         print(f"{len(regions)} region(s) in {p.name} ({frame.t_rec_utc})")
         for r in regions:
             pos = f"HGS {r.hgs_lat:+6.1f} {r.hgs_lon:+6.1f}" + (f"  NOAA {r.noaa_ar}" if r.noaa_ar else "")
-            print(f"  {r.id:>2}  {r.mtwilson:<17} {pos}  {r.usflux_mx:.2e} Mx  conf {r.confidence:.2f}  bbox {r.bbox_px}")
+            cls = _class_text(r.mtwilson, r.outcome)
+            print(f"  {r.id:>2}  {cls:<17} {pos}  {r.usflux_mx:.2e} Mx  conf {r.confidence:.2f}  bbox {r.bbox_px}")
     return 0
 
 
@@ -98,13 +106,15 @@ def _cmd_classify(a: argparse.Namespace) -> int:
         if not p.exists():
             msg = f"{p} does not exist"
             raise UsageError(msg)
-        out.append({**classify_cutout(p, cnn=cnn), "model": {"classifier": model}})
+        out.append({**classify_cutout(p, cnn=cnn, limb_guard_deg=cfg.regions.limb_guard_deg), "model": {"classifier": model}})
     if a.json:
         # A list, as DESIGN.md fixes the shape; the version rides on every entry.
         print(jsonio.dumps([{"schema_version": jsonio.SCHEMA_VERSION, **c} for c in out], indent=2))
     else:
         for o in out:
-            print(f"{Path(o['file']).name}: {o['mtwilson']} ({o['class_probs'][o['mtwilson']]:.2f})")
+            cls = o["mtwilson"]
+            prob = f" ({o['class_probs'][cls]:.2f})" if cls else ""
+            print(f"{Path(o['file']).name}: {_class_text(cls, o['outcome'])}{prob}")
     return 0
 
 

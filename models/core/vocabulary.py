@@ -9,11 +9,26 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal, get_args
 
-__all__ = ["MTWILSON_CLASSES", "SOURCE_KINDS", "MtWilson", "ProductKind", "RecordKind", "SourceKind"]
+__all__ = [
+    "CLASS_OUTCOMES",
+    "MTWILSON_CLASSES",
+    "SOURCE_KINDS",
+    "ClassOutcome",
+    "MtWilson",
+    "ProductKind",
+    "RecordKind",
+    "SourceKind",
+]
 
 #: Mt. Wilson magnetic classes, as NOAA's SRS spells them (lower case).
 MtWilson = Literal["alpha", "beta", "gamma", "beta-gamma", "delta", "beta-delta", "beta-gamma-delta", "gamma-delta"]
 MTWILSON_CLASSES: tuple[str, ...] = get_args(MtWilson)
+
+#: What a Mt. Wilson classification came to: a class, or none because the region is no spot group
+#: (spotless plage, nothing NOAA would number) or lies beyond the limb guard. Only "classified"
+#: carries a class; the others leave ``mtwilson`` null (empty inside the daemon).
+ClassOutcome = Literal["classified", "no-spot-group", "limb"]
+CLASS_OUTCOMES: tuple[str, ...] = get_args(ClassOutcome)
 
 #: The kinds of JSOC series heliowatch polls.
 SourceKind = Literal["magnetogram", "sharp", "aia"]

@@ -42,9 +42,11 @@ class DetectedRegion:
     area_uhem: float
     usflux_mx: float
     confidence: float
-    mtwilson: str = ""
+    mtwilson: str = ""  # empty: no class (``outcome`` says why)
     class_probs: dict[str, float] = field(default_factory=dict)
     measures: dict[str, float] = field(default_factory=dict)
+    outcome: str = "classified"  # or "no-spot-group", "limb" (heliowatch.models.regions.classify)
+    flags: list[str] = field(default_factory=list)
     track_id: int | None = None
     noaa_ar: int | None = None  # from the NOAA SRS, when one is matched
     _slices: Any = None  # slices of the region in the processed frame
@@ -177,4 +179,6 @@ def describe_region(
 
 def to_json(r: DetectedRegion) -> dict[str, Any]:
     """The public fields of a detection."""
-    return {k: v for k, v in asdict(r).items() if not k.startswith("_")}
+    out = {k: v for k, v in asdict(r).items() if not k.startswith("_")}
+    out["mtwilson"] = r.mtwilson or None  # no class is null, not a class name
+    return out

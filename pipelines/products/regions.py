@@ -30,7 +30,7 @@ import structlog
 
 from heliowatch.models.core.times import Clock, SystemClock, parse_iso
 from heliowatch.models.core.vocabulary import MTWILSON_CLASSES, ProductKind, RecordKind
-from heliowatch.models.regions.classify import classify_regions
+from heliowatch.models.regions.classify import LIMB_GUARD_DEG, classify_regions
 from heliowatch.models.regions.detect import DetectedRegion, to_json
 from heliowatch.models.regions.frame import Frame
 from heliowatch.models.regions.loaders import Detector
@@ -113,6 +113,8 @@ class RegionsProduct:
         Alert thresholds.
     srs_match_deg : float
         A detection this close to an SRS region gets its number.
+    limb_guard_deg : float
+        No Mt. Wilson class beyond this central-meridian distance (``regions.limb_guard_deg``).
     clock : Clock or None
         Used to pace SWPC fetches of the SRS.
     exports : ExportSettings or None
@@ -135,6 +137,7 @@ class RegionsProduct:
         outputs: Path,
         rules: Rules,
         srs_match_deg: float = 6.0,
+        limb_guard_deg: float = LIMB_GUARD_DEG,
         clock: Clock | None = None,
         exports: ExportSettings | None = None,
     ) -> None:
@@ -147,6 +150,7 @@ class RegionsProduct:
         self.outputs = outputs
         self.rules = rules
         self.srs_match_deg = srs_match_deg
+        self.limb_guard_deg = limb_guard_deg
         self.clock: Clock = clock or SystemClock()
         self.exports = exports or ExportSettings()
         self.tracker = Tracker()
@@ -157,7 +161,7 @@ class RegionsProduct:
         """Prepare the frame, detect and classify its regions."""
         fr = preprocess(frame.segment("magnetogram"))
         regions = self.detector(fr)
-        classify_regions(fr, regions, cnn=self.classifier)
+        classify_regions(fr, regions, cnn=self.classifier, limb_guard_deg=self.limb_guard_deg)
         return RegionAnalysis(frame=fr, regions=regions)
 
     def process(self, frames: Sequence[VerifiedFrame]) -> Batch:
@@ -186,7 +190,8 @@ class RegionsProduct:
                 {
                     "hgs_lat": r.hgs_lat,
                     "hgs_lon": r.hgs_lon,
-                    "mtwilson": r.mtwilson,
+                    "mtwilson": r.mtwilson,  # empty: no class (outcome says why)
+                    "outcome": r.outcome,
                     "noaa_ar": sf["noaa_ar"],
                     "harpnum": sf["harpnum"],
                     "track_id": r.track_id,
