@@ -6,8 +6,10 @@
   (Leka et al. 2019) unless another is given.
 - ROC AUC.
 - Reliability: observed frequency against forecast probability in bins, plus a diagram.
+- Brier score decomposition (Murphy 1973): BS = reliability - resolution + uncertainty.
 
-References: Bloomfield et al. 2012 (ApJL 747 L41), Leka et al. 2019 (ApJS 243 36).
+References: Bloomfield et al. 2012 (ApJL 747 L41), Leka et al. 2019 (ApJS 243 36),
+Murphy 1973 (J. Appl. Meteor. 12 595).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from sklearn.metrics import roc_auc_score
 from heliowatch.models.core.figures import new_figure, save_png
 
 __all__ = [
+    "BrierDecomposition",
     "Scores",
     "average_precision",
+    "brier_decomposition",
     "bss",
     "contingency",
     "hss",
@@ -87,8 +91,68 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[tuple[floa
     return out
 
 
+class _Record:
+    """A flat record of numbers (the dataclasses below)."""
+
+    def as_dict(self) -> dict[str, float | int]:
+        """For JSON and tables."""
+        return dict(self.__dict__)
+
+
 @dataclass(frozen=True)
-class Scores:
+class BrierDecomposition(_Record):
+    """Murphy's (1973) partition of the Brier score over probability bins."""
+
+    brier: float
+    reliability: float
+    resolution: float
+    uncertainty: float
+    bins: int
+
+
+def brier_decomposition(y: np.ndarray, p: np.ndarray, bins: int = 10) -> BrierDecomposition:
+    """Brier score and its reliability, resolution and uncertainty terms (Murphy 1973).
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        Outcomes, 0 or 1.
+    p : numpy.ndarray
+        Forecast probabilities.
+    bins : int
+        Equal-width probability bins on [0, 1] (the bins of :func:`reliability`).
+
+    Returns
+    -------
+    BrierDecomposition
+        ``reliability = sum_k n_k (f_k - o_k)^2 / N`` and ``resolution = sum_k n_k (o_k - o)^2 / N``
+        with ``f_k``, ``o_k`` the mean forecast and observed frequency in bin ``k``, and
+        ``uncertainty = o (1 - o)``. ``reliability - resolution + uncertainty`` equals the Brier
+        score when the forecasts within each bin are equal; otherwise it differs by the
+        within-bin variance terms, which is why the Brier score itself is reported too.
+    """
+    yf = np.asarray(y, dtype=float)
+    pf = np.asarray(p, dtype=float)
+    n = len(yf)
+    if n == 0:
+        msg = "no forecasts to decompose"
+        raise ValueError(msg)
+    obar = float(yf.mean())
+    rel = res = 0.0
+    for f_k, o_k, n_k in reliability(yf, pf, bins):
+        rel += n_k * (f_k - o_k) ** 2
+        res += n_k * (o_k - obar) ** 2
+    return BrierDecomposition(
+        brier=float(np.mean((pf - yf) ** 2)),
+        reliability=rel / n,
+        resolution=res / n,
+        uncertainty=obar * (1 - obar),
+        bins=bins,
+    )
+
+
+@dataclass(frozen=True)
+class Scores(_Record):
     """The standard scores of one set of forecasts."""
 
     n: int
@@ -98,10 +162,6 @@ class Scores:
     bss: float
     auc: float
     threshold: float
-
-    def as_dict(self) -> dict[str, float | int]:
-        """For JSON and tables."""
-        return dict(self.__dict__)
 
 
 def score(y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5, reference: float | None = None) -> Scores:

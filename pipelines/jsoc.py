@@ -49,11 +49,16 @@ __all__ = ["Download", "JsocClient", "JsocObserver", "RemoteRecord", "RetryPolic
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
+#: The SHARP space-weather keywords: the region flare model's inputs (forecaster.HEADER_KEYS; a test keeps them equal).
+SHARP_HEADER_KEYS = [
+    "USFLUX", "MEANGAM", "MEANGBT", "MEANGBZ", "MEANGBH", "MEANJZD", "TOTUSJZ", "MEANJZH", "TOTUSJH",
+    "ABSNJZH", "SAVNCPP", "MEANPOT", "TOTPOT", "MEANSHR", "SHRGT45", "R_VALUE", "AREA_ACR",
+]  # fmt: skip
 #: Keys heliowatch always asks for, per kind of series.
 BASE_KEYS = ["T_REC", "T_OBS", "QUALITY", "DATE"]
 SOURCE_KEYS = {
     "magnetogram": [*BASE_KEYS, "CAMERA", "CRLN_OBS", "CRLT_OBS", "CAR_ROT", "RSUN_OBS", "DSUN_OBS", "CDELT1", "CROTA2"],
-    "sharp": [*BASE_KEYS, "HARPNUM", "NOAA_AR", "NOAA_ARS", "USFLUX", "AREA_ACR", "R_VALUE", "MEANGBZ", "LAT_FWT", "LON_FWT"],
+    "sharp": [*BASE_KEYS, "HARPNUM", "NOAA_AR", "NOAA_ARS", "LAT_FWT", "LON_FWT", *SHARP_HEADER_KEYS],
     "aia": [*BASE_KEYS, "FSN", "WAVELNTH", "EXPTIME", "IMG_TYPE"],
 }
 

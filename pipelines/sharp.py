@@ -1,7 +1,10 @@
 """Reading SHARP records into the forecaster's input, from segments already read (the daemon) or
 from files (the command line).
 
-The flare models were trained on the line-of-sight SHARP quantities (the SMARP-compatible
+The region-level flare models read the record's header keywords as the JSOC computes them
+(USFLUX, AREA_ACR, TOTUSJH, TOTPOT, R_VALUE, ...: :data:`~heliowatch.models.flares.forecaster.HEADER_KEYS`);
+a keyword the header lacks or holds as ``nan`` (HARP 377's R_VALUE) is missing. The older
+SHARP-feature models were trained on the line-of-sight SHARP quantities (the SMARP-compatible
 USFLUXL, MEANGBL and R_VALUE, with AREA, renamed USFLUX/MEANGBZ in the Sun et al. set;
 their MEANGBZ spans 9-43 G/px, the vector-field MEANGBZ of cea_720s headers 78-126 for the
 same kind of regions). So the features are taken from the header's USFLUXL/MEANGBL where
@@ -20,7 +23,7 @@ import numpy as np
 from heliowatch.models import measures
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.core.times import tai_to_utc
-from heliowatch.models.flares.forecaster import SHARP_KEYS, SharpInput
+from heliowatch.models.flares.forecaster import HEADER_KEYS, SHARP_KEYS, SharpInput
 from heliowatch.pipelines.errors import DataRejected
 from heliowatch.pipelines.fitsio import FitsFrame
 from heliowatch.pipelines.frames import load_frame
@@ -34,6 +37,14 @@ def _num(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+def _noaa_ars(ars: Any, first: Any) -> list[int]:
+    """The HARP's NOAA numbers from ``NOAA_ARS`` (``"11158"`` or ``"11157,11158"``), else ``NOAA_AR``."""
+    nums = [int(n) for part in str(ars or "").split(",") if (n := _num(part.strip())) is not None and n > 0]
+    if not nums and (n := _num(first)) is not None and n > 0:
+        nums = [int(n)]
+    return nums
 
 
 def _sibling(path: Path, segment: str) -> Path | None:
@@ -108,8 +119,9 @@ def sharp_input(primary: FitsFrame, segments: dict[str, FitsFrame], *, file: str
         t_rec_utc=t_rec_utc,
         lat=_num(kw("LAT_FWT")),
         lon=_num(kw("LON_FWT")),
-        keywords={k: v for k in SHARP_KEYS if (v := _num(kw(k))) is not None},
+        keywords={k: v for k in dict.fromkeys([*HEADER_KEYS, *SHARP_KEYS]) if (v := _num(kw(k))) is not None},
         file=file,
+        noaa_ars=_noaa_ars(kw("NOAA_ARS"), kw("NOAA_AR")),
     )
     if "magnetogram" in segments:
         los = segments["magnetogram"].data.astype(np.float64)
@@ -142,4 +154,5 @@ def sharp_input(primary: FitsFrame, segments: dict[str, FitsFrame], *, file: str
     for k in SHARP_KEYS:
         if k not in inp.keywords:
             inp.keywords[k] = float(computed[k]())
+            inp.computed.append(k)
     return inp

@@ -14,9 +14,10 @@ from heliowatch.daemon.cli.common import add_config, config_of
 from heliowatch.daemon.wiring import export_settings
 from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
-from heliowatch.models.flares.backtest import run_backtest
+from heliowatch.models.flares.backtest import keyword_fit, run_backtest, write_disk_model
 from heliowatch.models.flares.events import load_events
 from heliowatch.models.flares.forecaster import EventHistory, FlareForecaster, SharpInput
+from heliowatch.models.flares.region_days import build_region_days
 from heliowatch.models.registry import resolve_root
 from heliowatch.pipelines.flare_exports import write_exports
 from heliowatch.pipelines.sharp import read_sharp_record
@@ -37,16 +38,31 @@ def default_events(data: Path) -> list[Path]:
 def _cmd_backtest(a: argparse.Namespace) -> int:
     data = Path(a.data)
     events = [Path(e) for e in a.events] if a.events else default_events(data)
+    keywords, fit = None, None
+    if a.region_model != "climatology":
+        keywords = build_region_days(data, cache_dir=Path(a.cache_dir) if a.cache_dir else None, event_files=events)
+        fit = keyword_fit("gbm" if a.region_model == "keywords-gbm" else "logistic")
     try:
         res = run_backtest(
-            data / "hayes-flare-ar", events, start=a.start, end=a.end, train_until=a.train_until, out_csv=Path(a.out)
+            data / "hayes-flare-ar",
+            events,
+            start=a.start,
+            end=a.end,
+            train_until=a.train_until,
+            out_csv=Path(a.out),
+            keywords=keywords,
+            keyword_fit=fit,
         )
     except ValueError as e:
         raise UsageError(str(e)) from e
     print(res.table())
     scores = Path(a.out).with_suffix(".scores.json")
-    scores.write_text(jsonio.dumps({"scores": res.scores, "limb": res.limb}, indent=2, default=float))
+    body = {"region_model": a.region_model, "train_until": a.train_until, "scores": res.scores, "limb": res.limb}
+    scores.write_text(jsonio.dumps(body, indent=2, default=float))
     print(f"wrote {a.out} ({len(res.forecasts)} days) and {scores}", file=sys.stderr)
+    if a.disk_model_out:
+        path = write_disk_model(res.limb, Path(a.disk_model_out), region_model=a.region_model, scores=res.scores)
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -75,7 +91,7 @@ def _cmd_forecast(a: argparse.Namespace) -> int:
         for r in out:
             flag = " (degraded: " + "; ".join(r.missing) + ")" if r.degraded else ""
             ids = f"{Path(r.file).name[:57]:<58}{r.harpnum or '-':>6}{r.noaa_ar or '-':>7}"
-            print(f"{ids}{r.p_c:>8.3f}{r.p_m:>8.3f}{r.p_x:>8.3f}  {r.method}{flag}")
+            print(f"{ids}{r.p_c:>8.4f}{r.p_m:>8.4f}{r.p_x:>8.4f}  {r.method}{flag}")  # 4 decimals: a floor never reads 0
     if a.out:
         issue = pd.Timestamp(max(r.t_rec_utc for r in out)[:19])
         for p in write_exports(fc.full_disk(out, history, issue), Path(a.out), export_settings(cfg)):
@@ -145,4 +161,14 @@ def register(sub: Any) -> None:
     b.add_argument("--out", required=True, help="CSV: VALID_DATE,C1+,M1+")
     b.add_argument("--data", default=str(Path("..") / "shared" / "data"), help="shared data root (hayes-flare-ar, noaa-srs)")
     b.add_argument("--events", action="append", help="GOES event list(s); default: the SWPC and HEK lists under --data")
+    b.add_argument(
+        "--region-model",
+        choices=("climatology", "keywords", "keywords-gbm"),
+        default="climatology",
+        help="per-region model: the SRS region-class climatology only (default), or the SHARP-keyword region model"
+        " (logistic; keywords-gbm: boosted trees) on the keyword records before each issue,"
+        " the climatology where a region has none",
+    )
+    b.add_argument("--cache-dir", help="keep the SHARP keyword region-day table here (built from --data in about 20 s otherwise)")
+    b.add_argument("--disk-model-out", help="also write the fitted full-disk model (JSON with its card) here")
     b.set_defaults(func=_cmd_backtest)

@@ -18,7 +18,7 @@ from heliowatch.daemon.wiring import jsoc_client
 from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.flares.cnn import train_cnn
-from heliowatch.models.flares.train import train_climatology, train_feature_models
+from heliowatch.models.flares.train import train_climatology, train_feature_models, train_region_models
 from heliowatch.models.region_cnn import train_region_classifier
 from heliowatch.models.region_detector import train_region_detector
 from heliowatch.models.registry import MODELS, init_weights
@@ -34,7 +34,7 @@ from heliowatch.pipelines.datasets.jets import MANIFEST, build_jet_dataset, load
 
 __all__ = ["register"]
 
-_NEEDS_DATA = ("flare-features", "flare-climatology", "flare-cnn1", "flare-cnn2")
+_NEEDS_DATA = ("flare-features", "flare-climatology", "flare-regions", "flare-cnn1", "flare-cnn2")
 _SYNTHETIC_ONLY = ("region-detector", "region-classifier")
 _JETS = ("jet-convlstm", "jet-encoder", "jet-head")  # one training run writes all three
 
@@ -138,6 +138,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.model == "flare-features":
         for p in train_feature_models(data, out, progress=lambda n: print(f"trained {n}", file=sys.stderr)):
             print(p)
+    elif a.model == "flare-regions":
+        cache = Path(a.cache_dir) if a.cache_dir else config_of(a).daemon.state_dir / "cache"
+        done = lambda n: print(f"trained {n}", file=sys.stderr)  # noqa: E731
+        for p in train_region_models(data, out, until=a.until or "2015-12-31", cache_dir=cache, progress=done):
+            print(p)
     elif a.model == "flare-climatology":
         events = (
             [Path(e) for e in a.events] if a.events else default_events(data.parent if data.name == "hayes-flare-ar" else data)
@@ -155,7 +160,8 @@ def register(sub: Any) -> None:
     add_config(p)
     p.add_argument(
         "model",
-        help="flare-features | flare-climatology | flare-cnn1 | flare-cnn2 | region-detector | region-classifier"
+        help="flare-features | flare-climatology | flare-regions (--data ../shared/data) | flare-cnn1 | flare-cnn2"
+        " | region-detector | region-classifier"
         " | jet-convlstm (--data: a built set or the jet catalogue, built from the JSOC) | emergence-fcn (--data: a built set,"
         " the emerging-region lists, built from the JSOC, or the shared data for the semi-real set) | a registry model",
     )
@@ -190,5 +196,6 @@ def register(sub: Any) -> None:
         help="emergence-fcn with --data LISTS: Debrecen births sharpen the emergence times (refine, default), also add"
         " the on-disk SDO-era births as regions (add), or are ignored (off)",
     )
+    p.add_argument("--cache-dir", help="flare-regions: cache of the built region-day table (default <state_dir>/cache)")
     p.add_argument("--out", help="where to write (default: models.weights_dir of the config)")
     p.set_defaults(func=_cmd_train)

@@ -72,6 +72,7 @@ __all__ = [
     "KeywordSeries",
     "evaluate",
     "format_report",
+    "iter_keyword_csvs",
     "iter_keyword_series",
     "load_catalogue",
     "run_backtest",
@@ -230,6 +231,20 @@ def iter_keyword_series(tar_path: Path, harps: Iterable[int] | None = None) -> I
     KeywordSeries
         One per HARP member, in the tarball's order (a header-only file gives empty arrays).
     """
+    for harp, raw in iter_keyword_csvs(tar_path, harps):
+        yield _parse_series(harp, raw)
+
+
+def iter_keyword_csvs(tar_path: Path, harps: Iterable[int] | None = None) -> Iterator[tuple[int, bytes]]:
+    """Stream the raw per-HARP CSV members of the keyword tarball (all 19 keyword columns).
+
+    ``tar_path`` and ``harps`` are those of :func:`iter_keyword_series`.
+
+    Yields
+    ------
+    tuple of (int, bytes)
+        HARPNUM and the member's CSV text, in the tarball's order.
+    """
     wanted = None if harps is None else {int(h) for h in harps}
     # "r|*" reads the compressed stream once, front to back: 234 MB never land on disk.
     with tarfile.open(tar_path, mode="r|*") as tar:
@@ -243,7 +258,7 @@ def iter_keyword_series(tar_path: Path, harps: Iterable[int] | None = None) -> I
             fh = tar.extractfile(member)
             if fh is None:
                 continue
-            yield _parse_series(harp, fh.read())
+            yield harp, fh.read()
 
 
 def _read_harp_noaa(path: Path) -> dict[int, tuple[int, ...]]:

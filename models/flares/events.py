@@ -104,13 +104,23 @@ def read_event_file(path: Path, kind: str | None = None) -> pd.DataFrame:
     return out.dropna(subset=["start"]).reset_index(drop=True)
 
 
-def load_events(paths: list[Path]) -> pd.DataFrame:
-    """Merge event lists; the same class starting within 10 minutes counts once."""
+def load_events(paths: list[Path], *, prefer_attributed: bool = False) -> pd.DataFrame:
+    """Merge event lists; the same class starting within 10 minutes counts once.
+
+    The copy kept of a duplicated event is the earliest-starting one; with
+    ``prefer_attributed``, one that names a NOAA region if any does (lists differ in which
+    flares they attribute).
+    """
     if not paths:
         msg = "no event list given"
         raise UsageError(msg)
     ev = pd.concat([read_event_file(p) for p in paths], ignore_index=True).sort_values("start")
     key = ev["start"].dt.round("10min").astype(str) + ev["goes_class"]
+    if prefer_attributed:
+        unattributed = ~(ev["noaa_ar"].fillna(0) > 0)
+        order = pd.DataFrame({"key": key, "u": unattributed}).sort_values(["key", "u"], kind="stable").index
+        keep = ev.loc[order].loc[~key.loc[order].duplicated()]
+        return keep.sort_values("start", kind="stable").reset_index(drop=True)
     return ev.loc[~key.duplicated()].reset_index(drop=True)
 
 

@@ -99,6 +99,28 @@ class TreeEnsemble:
         d = load_file(str(path))
         return cls({f: d[f] for f in _NODE_FIELDS}, d["offsets"], float(d["baseline"][0]))
 
+    def save_beside(self, json_path: Path) -> dict[str, str]:
+        """Write the trees beside a model's JSON file (same stem, ``.safetensors``); returns the
+        reference (file name and SHA-256) that JSON records."""
+        tfile = json_path.with_suffix(".safetensors")
+        self.save(tfile)
+        return {"file": tfile.name, "sha256": hashlib.sha256(tfile.read_bytes()).hexdigest()}
+
+    @classmethod
+    def load_referenced(cls, json_path: Path, ref: dict[str, str]) -> TreeEnsemble:
+        """Read the trees a model's JSON file references (:meth:`save_beside`), checked against the SHA-256.
+
+        Raises
+        ------
+        ModelError
+            If the tree file does not match the recorded SHA-256.
+        """
+        tfile = json_path.parent / ref["file"]
+        if hashlib.sha256(tfile.read_bytes()).hexdigest() != ref["sha256"]:
+            msg = f"model {json_path.stem}: {tfile.name} does not match its recorded sha256"
+            raise ModelError(msg)
+        return cls.load(tfile)
+
 
 @dataclass
 class FeatureModel:
@@ -198,9 +220,7 @@ class FeatureModel:
             body.update(mean=self.mean.tolist(), scale=self.scale.tolist(), coef=self.coef.tolist(), intercept=self.intercept)  # type: ignore[union-attr]
         else:
             assert self.trees is not None
-            tfile = path.with_suffix(".safetensors")
-            self.trees.save(tfile)
-            body["trees"] = {"file": tfile.name, "sha256": hashlib.sha256(tfile.read_bytes()).hexdigest()}
+            body["trees"] = self.trees.save_beside(path)
         out = path.with_suffix(".json")
         out.write_text(json.dumps(body, indent=1))
         return out
@@ -221,11 +241,7 @@ class FeatureModel:
             m.mean, m.scale = np.array(body["mean"]), np.array(body["scale"])
             m.coef, m.intercept = np.array(body["coef"]), float(body["intercept"])
         else:
-            tfile = p.parent / body["trees"]["file"]
-            if hashlib.sha256(tfile.read_bytes()).hexdigest() != body["trees"]["sha256"]:
-                msg = f"feature model {p.stem}: {tfile.name} does not match its recorded sha256"
-                raise ModelError(msg)
-            m.trees = TreeEnsemble.load(tfile)
+            m.trees = TreeEnsemble.load_referenced(p, body["trees"])
         return m, body["card"]
 
 

@@ -8,6 +8,10 @@
   the previous 24 h (the history term added to SHARP forecasts), a persistence table, the
   relations that turn a region's P(>=M) into P(>=C) and P(>=X); and the full-disk limb term
   fitted on the GOES event lists.
+- ``flare-regions``: the region-level models on the SHARP keyword time series (every numbered
+  HARP every day), ``flare-region-keywords-{m,c}`` (all 17 header keywords) and
+  ``flare-region-reduced-{m,c}`` (USFLUX, AREA_ACR, MEANGBZ, R_VALUE), with flare history and
+  the previous day's SRS; each card carries the held-out skill of the same recipe.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ from heliowatch.models.flares.climatology import RegionClimatology, load_region_
 from heliowatch.models.flares.dataset import FEATURES, load_sharp_dataset
 from heliowatch.models.flares.events import event_days, load_events
 from heliowatch.models.flares.features import FeatureModel, transform
+from heliowatch.models.flares.region_days import build_region_days
+from heliowatch.models.flares.region_eval import skill_card
+from heliowatch.models.flares.region_model import CEILING, FLOOR, FULL_KEYWORDS, REDUCED_KEYWORDS, RegionModel
 
-__all__ = ["FEATURE_MODELS", "train_climatology", "train_feature_models"]
+__all__ = ["FEATURE_MODELS", "REGION_KINDS", "train_climatology", "train_feature_models", "train_region_models"]
 
 #: shipped name -> (kind, features)
 FEATURE_MODELS = {
@@ -160,3 +167,87 @@ def train_climatology(hayes_dir: Path, event_files: list[Path], out: Path, *, cu
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(body, indent=1))
     return out
+
+
+#: shipped name -> (level, kind, keywords); the kinds are those the held-out HARP folds of
+#: ``heliowatch evaluate flare-regions`` favour (docs/evaluation.md).
+REGION_KINDS: dict[str, tuple[str, str, list[str]]] = {
+    "flare-region-keywords-m": ("M", "logistic", FULL_KEYWORDS),
+    "flare-region-keywords-c": ("C", "logistic", FULL_KEYWORDS),
+    "flare-region-reduced-m": ("M", "logistic", REDUCED_KEYWORDS),
+    "flare-region-reduced-c": ("C", "logistic", REDUCED_KEYWORDS),
+}
+_KEYWORD_DATA = (
+    "SHARP keywords (hmi.sharp_cea_720s, definitive) at 12-min cadence of the 1,335 NOAA-numbered HARPs 2010-05 .. 2019-05"
+    " (GitHub lucaspauker/hmi-time-series-analysis, MIT), the last record before each 00 UT; flare history and labels from"
+    " the SWPC (Hayes) and HEK GOES lists by NOAA region; the previous day's SRS (Hayes region-days, SRS catalogue 1996-2022)"
+)
+
+
+def train_region_models(
+    data_dir: Path, out_dir: Path, *, until: str = "2015-12-31", cache_dir: Path | None = None, progress: Any = None
+) -> list[Path]:
+    """Fit and save the region-level keyword models (:data:`REGION_KINDS`); returns the written JSON files.
+
+    Parameters
+    ----------
+    data_dir : Path
+        The shared-data root (``sharp-keyword-timeseries/``, ``hayes-flare-ar/``, ``noaa-srs/``, ...).
+    out_dir : Path
+        Where the models are written.
+    until : str
+        Training cutoff (last forecast day used); the card's time split tests the days after it.
+    cache_dir : Path, optional
+        Cache of the built region-day table.
+    """
+    days = build_region_days(data_dir, cache_dir=cache_dir)
+    cut = pd.Timestamp(until)
+    d = pd.to_datetime(days["day"])
+    late = ", ".join(f"{y}: {n}" for y, n in d[d > cut].dt.year.value_counts().sort_index().items())
+    written = []
+    for name, (level, kind, kws) in REGION_KINDS.items():
+        model = RegionModel.fit(days, level, cutoff=cut, kind=kind, keywords=kws)
+        sub = days[pd.to_datetime(days["day"]) <= cut]
+        model.card = {
+            "name": name,
+            "version": "1.0.0",
+            "description": f"P(>={level}1.0 flare within 24 h) of a SHARP region, issued at 00 UT from its last keyword record,"
+            " its flare history and the previous day's SRS",
+            "architecture": {
+                "class": "RegionModel",
+                "kind": kind,
+                "keywords": kws,
+                "features": model.features,
+                "calibration": f"isotonic on out-of-fold scores (5 GroupKFold folds by HARP), clipped to [{FLOOR}, {CEILING}]",
+            },
+            "input": {
+                "units": "SHARP header keywords as the JSOC computes them (USFLUX Mx, AREA_ACR uHem, TOTPOT erg/cm, ...;"
+                " log10 of the extensive ones); flare counts of the HARP's NOAA regions in the last 24/72 h, log10 largest"
+                " peak flux in 72 h, hours since the last M flare (cap 240); SRS area, Mt. Wilson delta/gamma, McIntosh"
+                " classes and longitude of the previous day, with a missing indicator",
+                "missing_keywords": "imputed with the training medians (the forecaster uses the reduced model instead)",
+            },
+            "training": {
+                "kind": "supervised",
+                "synthetic": False,
+                "data": _KEYWORD_DATA,
+                "cutoff_date": until,
+                "region_days": len(sub),
+                "harps": int(sub["harpnum"].nunique()),
+                "events": int(sub[f"y_{level.lower()}"].sum()),
+            },
+            "operational": True,
+            "skill": skill_card(days, level, kind, kws, cutoff=cut),
+            "known_limits": [
+                "trained on definitive hmi.sharp_cea_720s keywords; the NRT series (hmi.sharp_cea_720s_nrt) differs slightly",
+                "only HARPs with a NOAA number and patch centre within 70 deg of central meridian are in the sample;"
+                " unnumbered HARPs and limb regions are outside it (the forecaster falls back to other tiers at the limb)",
+                "labels are GOES flares attributed to a NOAA region by SWPC; unattributed flares count for no region",
+                "no earlier record of the HARP is used (no time derivatives): the daemon sees one record per issue",
+                f"few region-days after the cutoff ({late}) and after 2017 few HARPs: the time-split scores are noisy",
+            ],
+        }
+        written.append(model.save(out_dir / name))
+        if progress:
+            progress(name)
+    return written

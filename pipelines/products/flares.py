@@ -224,7 +224,7 @@ class FlaresProduct:
             detected = self.catalogue.regions(r.t_rec_utc, max_hours=3.0)
             hit = match_position(r.hgs_lat, r.hgs_lon, r.t_rec_utc, detected)
             if hit is not None:
-                r.mtwilson = str(hit.get("mtwilson", ""))
+                r.mtwilson = str(hit.get("mtwilson") or "")  # "" also when the region has no class (limb, no spot group)
 
     def _explain(self, inp: SharpInput, r: RegionForecast, out_dir: Path) -> list[Artifact]:
         rt = self.cnn

@@ -226,7 +226,9 @@ def test_cli_list_export_check_bench(tmp_path: Path) -> None:
     p = cli("models", "list", "--json", "--export-dir", str(d))
     cards = {c["name"]: c for c in json.loads(p.stdout)["models"]}
     # The networks, and the feature models forecasts cite (no ONNX export of their own).
-    assert set(cards) == {*NAMES, "flare-sharp-logistic", "flare-sharp-gbm", "flare-region-climatology"}
+    features = {"flare-sharp-logistic", "flare-sharp-gbm", "flare-region-climatology", "flare-full-disk"}
+    features |= {f"flare-region-{k}-{lvl}" for k in ("keywords", "reduced") for lvl in ("m", "c")}
+    assert set(cards) == {*NAMES, *features}
     assert cards["emergence-fcn"]["onnx_export"]["verified"] is True
     assert cards["flare-cnn1"]["onnx_export"]["verified"] is False
     p = cli(
