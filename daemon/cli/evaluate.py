@@ -18,12 +18,15 @@ from heliowatch.models.emergence.report import evaluate_emergence
 from heliowatch.models.flares.evaluate import evaluate_flares
 from heliowatch.models.flares.evaluate import format_report as format_flares
 from heliowatch.models.flares.evaluate import save_report as save_flares
+from heliowatch.models.flares.region_days import build_region_days
+from heliowatch.models.flares.region_eval import evaluate_region_models, format_region_report, save_region_report
 from heliowatch.models.regions.loaders import Detector, region_classifier, region_detector
+from heliowatch.models.registry import resolve_root
 from heliowatch.models.runtime.runtime import open_runtime
 from heliowatch.pipelines.jets_eval import evaluate_jets
 from heliowatch.pipelines.jets_eval import format_report as format_jets
 from heliowatch.pipelines.products.jets import jet_network
-from heliowatch.pipelines.regions_eval import check_data_root, evaluate_regions, format_report, save_report
+from heliowatch.pipelines.regions_eval import PARTS, check_data_root, evaluate_regions, format_report, save_report
 
 __all__ = ["register"]
 
@@ -42,12 +45,14 @@ def _regions(a: argparse.Namespace) -> int:
     out = Path(a.out)
     res = evaluate_regions(
         Path(a.data),
+        parts=a.parts,
         semireal_frames=a.frames,
         synthetic_frames=a.frames,
         cnn=cnn,
         detectors=detectors,
         progress=progress_bar("evaluate regions"),
         example_png=out / "semireal-example.png",
+        figures=out,
     )
     print(format_report(res))
     for p in save_report(res, out):
@@ -103,7 +108,23 @@ def _emergence(a: argparse.Namespace) -> int:
     return 0
 
 
+def _flare_regions(a: argparse.Namespace) -> int:
+    """The region-level keyword model and the current SHARP-feature model on the same held-out region-days."""
+    cfg = config_of(a)
+    cache = Path(a.cache_dir) if a.cache_dir else cfg.daemon.state_dir / "cache"
+    days = build_region_days(Path(a.data), cache_dir=cache)
+    res = evaluate_region_models(
+        days, resolve_root("flare-sharp-logistic", (cfg.weights_dir,)), progress=progress_bar("evaluate flare-regions")
+    )
+    print(format_region_report(res))
+    for p in save_region_report(res, Path(a.out)):
+        print(f"wrote {p}", file=sys.stderr)
+    return 0
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> int:
+    if a.model == "flare-regions":
+        return _flare_regions(a)
     if a.model == "regions":
         return _regions(a)
     if a.model == "jets":
@@ -111,7 +132,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if a.model == "emergence":
         return _emergence(a)
     if a.model != "flares":
-        msg = f"evaluate {a.model!r} is not available; evaluable: flares, regions, jets, emergence"
+        msg = f"evaluate {a.model!r} is not available; evaluable: flares, flare-regions, regions, jets, emergence"
         raise UsageError(msg)
     res = evaluate_flares(Path(a.data), progress=progress_bar("evaluate flares"))
     print(format_flares(res))
@@ -124,11 +145,17 @@ def register(sub: Any) -> None:
     """``heliowatch evaluate MODEL --data DIR``."""
     p = sub.add_parser("evaluate", help="skill scores (TSS, HSS, BSS, AUC, reliability) on real data")
     add_config(p)
-    p.add_argument("model", help="flares | regions | jets | emergence")
+    p.add_argument("model", help="flares | flare-regions | regions | jets | emergence")
     p.add_argument(
-        "--data", required=True, help="flares: ../shared/data/sun2022-sharp-seq; regions, jets, emergence: ../shared/data"
+        "--data",
+        required=True,
+        help="flares: ../shared/data/sun2022-sharp-seq; flare-regions, regions, jets, emergence: ../shared/data",
     )
+    p.add_argument("--cache-dir", help="flare-regions: where the built region-day table is cached (default <state_dir>/cache)")
     p.add_argument("--frames", type=int, default=8, help="regions: semi-real and synthetic frames each")
+    p.add_argument(
+        "--parts", choices=PARTS, default="all", help="regions: all, or only the parts on real data (real disks and patches)"
+    )
     p.add_argument("--sequences", type=int, default=100, help="jets: synthetic sequences (half as many semi-real)")
     p.add_argument("--disk-hours", type=float, default=1.0, help="jets: hours of jet-free full-disk data for false alarms")
     p.add_argument("--quick", action="store_true", help="jets: small sets (checks the command; not figures to quote)")

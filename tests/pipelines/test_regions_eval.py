@@ -101,7 +101,15 @@ def test_detect_cli_finds_the_real_regions_on_a_semireal_frame(semireal: tuple[P
 def test_evaluate_regions_reports_every_part(tmp_path: Path) -> None:
     p = cli("evaluate", "regions", "--data", str(DATA), "--frames", "1", "--out", str(tmp_path))
     assert p.returncode == 0, p.stderr
-    for title in ("Real SHARP patches against NOAA SRS", "Semi-real full disks", "Synthetic full disks", "SRS 2010-2019"):
+    for title in (
+        "Real SHARP patches against NOAA SRS",
+        "Real full disks against their SRS",
+        "leave one region out",
+        "Class mix on the real data",
+        "Semi-real full disks",
+        "Synthetic full disks",
+        "SRS 2010-2019",
+    ):
         assert title in p.stdout
     r = json.loads((tmp_path / "regions-eval.json").read_text())
     rows = r["sharp_vs_srs"]["patches"]
@@ -119,6 +127,17 @@ def test_evaluate_regions_reports_every_part(tmp_path: Path) -> None:
     clim = r["climatology"]
     assert clim["region_days"] > 10000 and clim["srs_distribution"]["beta"] > clim["srs_distribution"]["alpha"]
     assert (tmp_path / "semireal-example.png").stat().st_size > 10_000
+    real = r["real_disks"]
+    assert sorted(d["t_rec_utc"][:10] for d in real["disks"]) == ["2011-12-17", "2016-07-07", "2019-06-21"]
+    assert sum(len(d["srs_regions"]) for d in real["disks"]) == 5  # 11374, 11375, 11377, 11378; 12560
+    for name, s in real["summary"].items():
+        d = s["detection"]
+        assert d["tp"] + d["fn"] == 5 and d["fp"] == d["fp_numbered_like"] + d["fp_plage_like"]
+        assert d["tp"] == sum(c["n"] for c in s["classification"]["rules"]["per_class"].values())
+        assert all(len(x["regions"]) == x["tp"] + x["fp"] for x in (disk["detectors"][name] for disk in real["disks"]))
+    assert {p["region"] for p in r["real_patches"]["patches"]} >= {"HARP 377", "HARP 7115", "HARP 4781"}
+    assert r["real_class_mix"]["disks"]["srs"]["counts"] == {"alpha": 2, "beta": 3}
+    assert (tmp_path / "real-disk-2011-12-17.png").stat().st_size > 10_000
 
 
 def test_evaluate_regions_without_the_data_is_one_line(tmp_path: Path) -> None:
