@@ -12,13 +12,14 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from heliowatch.daemon.config import load_config
+from heliowatch.daemon.config import Config, load_config
 from heliowatch.daemon.service import Daemon
 from heliowatch.daemon.wiring import build
 from heliowatch.pipelines.products.regions import RegionsProduct
 
 
-def _cfg(state: Path, archive: Path):  # type: ignore[no-untyped-def]
+def replay_config(state: Path, archive: Path) -> Config:
+    """An in-process daemon replaying ``archive`` (magnetograms and SHARPs) into ``state``, without metrics."""
     return load_config(
         None,
         environ={
@@ -72,13 +73,13 @@ def _run_with(cfg, *, fail: str | None, times: int = 0) -> Daemon:  # type: igno
 
 def _reference(archive: Path, tmp_path: Path) -> dict[str, int]:
     """Counts of an uninterrupted run of the same archive with no failure."""
-    _run_with(_cfg(tmp_path / "reference", archive), fail=None)
+    _run_with(replay_config(tmp_path / "reference", archive), fail=None)
     return _counts(tmp_path / "reference")
 
 
 def test_a_failing_product_is_isolated_and_retried_on_the_next_poll(disk_archive: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    cfg = _cfg(state, disk_archive)
+    cfg = replay_config(state, disk_archive)
     app = build(cfg, once=True)
     flaky = Flaky(next(p for p in app.products if isinstance(p, RegionsProduct)), "01:48", times=1)
     d = Daemon(app, once=True)
@@ -95,7 +96,7 @@ def test_a_failing_product_is_isolated_and_retried_on_the_next_poll(disk_archive
 
 def test_a_record_failing_until_restart_is_processed_after_it_exactly_once(disk_archive: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    cfg = _cfg(state, disk_archive)
+    cfg = replay_config(state, disk_archive)
     first = _run_with(cfg, fail="01:48", times=2)  # fails on the first offer and on the retry in that run
     assert first.app.state.done_among("regions", [k for k in _keys(state) if "01:48" in k]) == set()
     c1 = _counts(state)
@@ -115,7 +116,7 @@ def test_a_record_failing_until_restart_is_processed_after_it_exactly_once(disk_
 
 def test_a_product_that_always_fails_gives_the_record_up_after_its_attempts(disk_archive: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    cfg = _cfg(state, disk_archive)
+    cfg = replay_config(state, disk_archive)
     for _ in range(4):
         _run_with(cfg, fail="01:48", times=10)
     st = build(cfg, once=True).state
@@ -135,7 +136,7 @@ def _keys(state: Path) -> list[str]:
 def test_a_stop_ends_the_dispatch_between_units_and_a_restart_completes_it(disk_archive: Path, tmp_path: Path) -> None:
     """SIGTERM during a dispatch waits for the unit in hand only; the rest is recovered at the next start."""
     state = tmp_path / "state"
-    cfg = _cfg(state, disk_archive)
+    cfg = replay_config(state, disk_archive)
     app = build(cfg, once=True)
     d = Daemon(app, once=True)
     regions = next(p for p in app.products if isinstance(p, RegionsProduct))
@@ -160,7 +161,7 @@ def test_two_poll_threads_dispatching_the_same_records_process_each_once(disk_ar
     import threading
 
     state = tmp_path / "state"
-    app = build(_cfg(state, disk_archive), once=True)
+    app = build(replay_config(state, disk_archive), once=True)
     mags = next(i for i in app.ingestors if i.source.kind == "magnetogram")
     frames = []
     while True:

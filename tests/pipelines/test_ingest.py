@@ -10,10 +10,10 @@ import pytest
 
 from heliowatch.daemon.metrics import Metrics
 from heliowatch.daemon.state import StateStore
-from heliowatch.models.core.times import FixedClock
+from heliowatch.models.core.times import Clock, FixedClock
 from heliowatch.pipelines.errors import SourceUnavailable
 from heliowatch.pipelines.frames import Source, load_frame
-from heliowatch.pipelines.ingest import Ingestor
+from heliowatch.pipelines.ingest import Ingestor, RetryBackoff
 from heliowatch.pipelines.jsoc import JsocClient, RetryPolicy
 
 MAG = Source("magnetogram", "hmi.M_720s_nrt", ("magnetogram",))
@@ -22,24 +22,35 @@ END_OF_ARCHIVE = dt.datetime(2024, 5, 10, 3, tzinfo=dt.UTC).timestamp()
 
 def make_ingestor(
     url: str,
-    tmp_path: Path,
+    state_dir: Path,
     *,
     retries: int = 2,
     metrics: Metrics | None = None,
     timeout_s: float = 5.0,
     source: Source = MAG,
-    clock: float = END_OF_ARCHIVE,
+    clock: float | Clock = END_OF_ARCHIVE,
+    backoff: RetryBackoff | None = None,
 ) -> Ingestor:
-    sleeps: list[float] = []
+    """An ingestor of ``source`` from the stand-in at ``url`` into ``state_dir``; ``clock``: archive time or a clock."""
     client = JsocClient(
         url,
         email="ops@example.org",
         timeout_s=timeout_s,
-        retry=RetryPolicy(retries=retries, base_s=0.01, max_s=0.02, sleep=sleeps.append),
+        retry=RetryPolicy(retries=retries, base_s=0.01, max_s=0.02, sleep=lambda _: None),
         observer=metrics,
     )
-    state = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
-    return Ingestor(source, client, state, tmp_path / "frames", clock=FixedClock(clock), observer=metrics, lookback_hours=24)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state = StateStore(f"sqlite:///{state_dir / 'state.sqlite'}")
+    return Ingestor(
+        source,
+        client,
+        state,
+        state_dir / "frames",
+        clock=FixedClock(clock) if isinstance(clock, int | float) else clock,
+        observer=metrics,
+        lookback_hours=24,
+        backoff=backoff,
+    )
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:

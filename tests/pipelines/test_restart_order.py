@@ -18,30 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from heliowatch.daemon.config import load_config
 from heliowatch.daemon.service import Daemon
 from heliowatch.daemon.wiring import build
 from heliowatch.pipelines.products.regions import RegionsProduct
 from tests.kill_harness import build_archive
+from tests.pipelines.test_fanout import replay_config
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_archive(tmp_path_factory.mktemp("restart-order") / "archive")
-
-
-def _cfg(state: Path, archive: Path):  # type: ignore[no-untyped-def]
-    return load_config(
-        None,
-        environ={
-            "HELIOWATCH_DAEMON__STATE_DIR": str(state),
-            "HELIOWATCH_METRICS__ENABLED": "false",
-            "HELIOWATCH_REPLAY__ARCHIVE": str(archive),
-            "HELIOWATCH_JSOC__ENABLED_SOURCES": '["magnetogram", "sharp"]',
-            "HELIOWATCH_FLARES__CNN_MODEL": '""',
-            "HELIOWATCH_ALERTS__RULES__FLARE_REGION_M": "0.0",
-        },
-    )
 
 
 def _payloads(state: Path) -> dict[tuple[str, str], str]:
@@ -53,7 +39,7 @@ def _payloads(state: Path) -> dict[tuple[str, str], str]:
 @pytest.fixture(scope="module")
 def reference(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], str]:
     state = tmp_path_factory.mktemp("reference")
-    Daemon(build(_cfg(state, archive), once=True), once=True).run()
+    Daemon(build(replay_config(state, archive), once=True), once=True).run()
     got = _payloads(state)
     # What the two crashes spoil is there to be spoilt: a class on the forecast, a HARP on the region.
     assert any('"mtwilson": "beta"' in v for (p, _), v in got.items() if p == "flare_region")
@@ -79,7 +65,7 @@ class StopAfter:
 def test_a_forecast_after_a_restart_keeps_the_classes_of_regions_processed_before_it(
     archive: Path, tmp_path: Path, reference: dict[tuple[str, str], str]
 ) -> None:
-    cfg = _cfg(tmp_path / "state", archive)
+    cfg = replay_config(tmp_path / "state", archive)
     app = build(cfg, once=True)
     first = Daemon(app, once=True)
     StopAfter(next(p for p in app.products if isinstance(p, RegionsProduct)), first, "2011-02-15T01:48")
@@ -92,7 +78,7 @@ def test_a_forecast_after_a_restart_keeps_the_classes_of_regions_processed_befor
 def test_records_ingested_before_a_crash_are_processed_in_time_order_with_the_rest(
     archive: Path, tmp_path: Path, reference: dict[tuple[str, str], str]
 ) -> None:
-    cfg = _cfg(tmp_path / "state", archive)
+    cfg = replay_config(tmp_path / "state", archive)
     app = build(cfg, once=True)
     mag = next(i for i in app.ingestors if i.source.kind == "magnetogram")
     assert mag.poll().ingested == 3  # the magnetograms ingested, the SHARPs not: then the kill

@@ -24,13 +24,12 @@ from heliowatch.pipelines.errors import SourceUnavailable
 from heliowatch.pipelines.frames import Source, load_frame
 from heliowatch.pipelines.gaps import audit
 from heliowatch.pipelines.ingest import MAX_ATTEMPTS, Ingestor, RetryBackoff
-from heliowatch.pipelines.jsoc import SOURCE_KEYS, JsocClient, RetryPolicy
+from heliowatch.pipelines.jsoc import SOURCE_KEYS
 from heliowatch.pipelines.standin import faults as faults_doc
 from tests.conftest import write_record
+from tests.pipelines.test_ingest import END_OF_ARCHIVE, MAG, make_ingestor
 
-MAG = Source("magnetogram", "hmi.M_720s_nrt", ("magnetogram",))
 SERIES = MAG.series
-END_OF_ARCHIVE = dt.datetime(2024, 5, 10, 3, tzinfo=dt.UTC).timestamp()
 #: The tiny archive: 8 slots, one with a bad QUALITY word (final), 7 to ingest.
 GOOD = 7
 RANGE = ("2024-05-10T00:00:00Z", "2024-05-10T01:30:00Z")
@@ -47,34 +46,6 @@ class StepClock:
 
     def monotonic(self) -> float:
         return self.mono
-
-
-def make_ingestor(
-    url: str,
-    state_dir: Path,
-    *,
-    source: Source = MAG,
-    clock: object | None = None,
-    backoff: RetryBackoff | None = None,
-    timeout_s: float = 5.0,
-) -> Ingestor:
-    client = JsocClient(
-        url,
-        email="ops@example.org",
-        timeout_s=timeout_s,
-        retry=RetryPolicy(retries=2, base_s=0.01, max_s=0.02, sleep=lambda _: None),
-    )
-    state_dir.mkdir(parents=True, exist_ok=True)
-    state = StateStore(f"sqlite:///{state_dir / 'state.sqlite'}")
-    return Ingestor(
-        source,
-        client,
-        state,
-        state_dir / "frames",
-        clock=clock or FixedClock(END_OF_ARCHIVE),  # type: ignore[arg-type]
-        lookback_hours=24,
-        backoff=backoff,
-    )
 
 
 def no_gaps(ing: Ingestor, expected: int = GOOD) -> None:
