@@ -9,6 +9,7 @@ it. Without root or faketime these tests skip locally and fail under CI=true.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import json
@@ -107,6 +108,29 @@ def _traceback_free(text: str) -> None:
     assert "Traceback" not in text, text[-3000:]
 
 
+@contextlib.contextmanager
+def _daemon(
+    cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path, stdout: int = subprocess.PIPE
+) -> Iterator[subprocess.Popen[str]]:
+    """A daemon with its stderr in ``log``; killed on the way out if it is still running."""
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=stdout, stderr=err, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+
+
+def _clean_exit(proc: subprocess.Popen[str], log: Path) -> str:
+    """The daemon's log, once it has exited 0 without a traceback."""
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    _traceback_free(text)
+    return text
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """An uninterrupted ``run --replay demo --once`` on an ordinary disk."""
@@ -167,16 +191,7 @@ def test_full_disk_daemon_keeps_running_and_catches_up(tmpfs: Path, reference: d
     cfg = tmpfs.parent / "small.toml"
     cfg.write_text(f'[daemon]\nstate_dir = "{tmpfs / "state"}"\n')
     log = tmpfs.parent / "daemon.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [*CLI, "run", "--config", str(cfg), "--replay", "demo"],
-            cwd=tmpfs.parent,
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-    try:
+    with _daemon([*CLI, "run", "--config", str(cfg), "--replay", "demo"], cwd=tmpfs.parent, env=_env(), log=log) as proc:
         _wait_for(lambda: '"local_io_error"' in log.read_text(), 300, "the disk to fill", proc)
         time.sleep(5)
         assert proc.poll() is None, "the daemon died on a full disk"
@@ -187,13 +202,7 @@ def test_full_disk_daemon_keeps_running_and_catches_up(tmpfs: Path, reference: d
         assert any(m in str(errors[0]["error"]) for m in ("No space left on device", "database or disk is full")), errors
         _grow(tmpfs, 64)
         out, _ = proc.communicate(timeout=400)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=60)
-    text = log.read_text()
-    assert proc.returncode == 0, text[-3000:]
-    _traceback_free(text)
+    text = _clean_exit(proc, log)
     assert _events(text, "replay_finished") and _events(text, "local_io_recovered")
     metrics = _samples((tmpfs / "state" / "outputs" / "metrics.prom").read_text())
     assert sum(v for k, v in metrics.items() if k.startswith("heliowatch_local_io_errors_total{")) >= 1
@@ -283,11 +292,7 @@ def test_wall_clock_steps_back_and_forward_never_stall_polling(tmp_path: Path) -
     )
     env.pop("FAKETIME", None)
     log = tmp_path / "daemon.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [*CLI, "run", "--replay", "demo"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=err, text=True
-        )
-    try:
+    with _daemon([*CLI, "run", "--replay", "demo"], cwd=tmp_path, env=env, log=log) as proc:
         _wait_for(lambda: _poll_runs(port, ("ok",)) >= 3, 300, "the first polls", proc)
         for offset in ("-2h", "+0"):  # back 2 h, then forward 2 h to where it was
             stamp.write_text(offset + "\n")
@@ -296,13 +301,7 @@ def test_wall_clock_steps_back_and_forward_never_stall_polling(tmp_path: Path) -
             _wait_for(lambda f=fired: _poll_runs(port, STARTED) >= f + 6, 30, f"polls due after {offset}", proc)
             _wait_for(lambda d=done: _poll_runs(port, ("ok",)) >= d + 2, 120, f"polls done after {offset}", proc)
         out, _ = proc.communicate(timeout=400)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=60)
-    text = log.read_text()
-    assert proc.returncode == 0, text[-3000:]
-    _traceback_free(text)
+    text = _clean_exit(proc, log)
     assert _events(text, "replay_finished")
     steps = [float(e["step_s"]) for e in _events(text, "clock_step")]  # type: ignore[arg-type]
     assert len(steps) == 2 and abs(steps[0] + 7200) < 60 and abs(steps[1] - 7200) < 60, steps
@@ -317,16 +316,9 @@ def test_wall_clock_steps_back_and_forward_never_stall_polling(tmp_path: Path) -
 def test_second_daemon_on_the_same_state_dir_exits_2_naming_the_first(tmp_path: Path) -> None:
     lock_file = tmp_path / "heliowatch-state" / ".lock"
     log = tmp_path / "first.log"
-    with log.open("w") as err:
-        first = subprocess.Popen(
-            [*CLI, "run", "--replay", "demo", "--keep-running"],
-            cwd=tmp_path,
-            env=_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            text=True,
-        )
-    try:
+    with _daemon(
+        [*CLI, "run", "--replay", "demo", "--keep-running"], cwd=tmp_path, env=_env(), log=log, stdout=subprocess.DEVNULL
+    ) as first:
         _wait_for(lambda: lock_file.exists() and lock_file.read_text().strip() == str(first.pid), 120, "the lock", first)
         _wait_for(lambda: (tmp_path / "heliowatch-state" / "state.sqlite").exists(), 300, "the state database", first)
         second = subprocess.run(
@@ -348,10 +340,6 @@ def test_second_daemon_on_the_same_state_dir_exits_2_naming_the_first(tmp_path: 
         # However the holder ends, a SIGKILL included, the kernel drops the lock: none is ever stale.
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=60)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(timeout=60)
     with StateDirLock(tmp_path / "heliowatch-state") as lock:
         assert lock.path.read_text().strip() == str(os.getpid())
 
